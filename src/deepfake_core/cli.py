@@ -1,0 +1,232 @@
+"""The `deepfake-detect` command.
+
+Exit codes: 0 done (a NOT_APPLICABLE verdict included); 1 unexpected internal error;
+2 bad input or usage; 3 model files missing or unloadable.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+from . import __version__
+from .errors import DeepfakeError, InputError, ModelFilesMissing
+
+VIDEO_EXTENSIONS = {".mp4", ".m4v", ".mov", ".avi", ".mkv", ".webm", ".mpg", ".mpeg", ".wmv", ".flv", ".3gp", ".ts"}
+EXIT_OK, EXIT_INTERNAL, EXIT_INPUT, EXIT_MODELS = 0, 1, 2, 3
+
+# Modules that add subcommands: each has register(subparsers) -> None, setting `func` on its parsers.
+COMMAND_MODULES: list[str] = []
+
+
+def add_model_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--models-dir", metavar="DIR",
+                   help="folder with the model files (default: $DEEPFAKE_MODELS_DIR, ./models, "
+                        "then ~/.cache/deepfake-detector/models)")
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"],
+                   help="where the models run (default: auto = CUDA, MPS, then CPU)")
+    p.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"],
+                   help="numeric precision of the models (default: auto = bf16 where the hardware has it)")
+
+
+def add_analysis_options(p: argparse.ArgumentParser) -> None:
+    """The options every command that analyses videos takes (analyze, scan, evaluate)."""
+    from .settings import FUSION_STRATEGIES
+
+    add_model_options(p)
+    g = p.add_argument_group("analysis settings")
+    g.add_argument("--fusion", choices=FUSION_STRATEGIES, default="equal",
+                   help="how video and audio are combined (default: equal)")
+    g.add_argument("--audio-temperature", type=float, default=2.0, metavar="T",
+                   help="divide audio logits by T before fusion (default: 2.0)")
+    g.add_argument("--threshold", type=float, default=0.5, metavar="X",
+                   help="REAL when the mean fused real probability is above X (default: 0.5)")
+    g.add_argument("--frame-skip", type=int, default=5, metavar="N", help="look at every N-th frame (default: 5)")
+    g.add_argument("--max-samples", type=int, default=60, metavar="N",
+                   help="at most N sampled frames, spread over the whole video (default: 60)")
+    g.add_argument("--abstain-below", type=float, default=None, metavar="C",
+                   help="say UNCERTAIN when the confidence is below C (default: never)")
+    g.add_argument("--face-margin", type=float, default=0.0, metavar="M",
+                   help="grow each face crop by M x its size per side (default: 0, as the models were trained)")
+
+
+def settings_from_args(args: argparse.Namespace):
+    from .settings import AnalysisSettings
+
+    return AnalysisSettings(
+        fusion=args.fusion, audio_temperature=args.audio_temperature, threshold=args.threshold,
+        frame_skip=args.frame_skip, max_samples=args.max_samples, abstain_below=args.abstain_below,
+        face_margin=args.face_margin,
+    )
+
+
+def load_detector(args: argparse.Namespace):
+    from .pipeline import Detector
+
+    return Detector.load(args.models_dir, device=args.device, precision=args.precision)
+
+
+def progress_bar(enabled: bool) -> tuple[Callable[[float, str], None], Callable[[], None]]:
+    """A stderr progress bar fed with (fraction, message); returns (update, close)."""
+    if not enabled:
+        return (lambda fraction, message: None), (lambda: None)
+    from tqdm import tqdm
+
+    bar = tqdm(total=100, file=sys.stderr, leave=False, bar_format="{l_bar}{bar}| {elapsed}")
+
+    def update(fraction: float, message: str) -> None:
+        bar.set_description_str(message[:40])
+        bar.n = int(round(100 * fraction))
+        bar.refresh()
+
+    return update, bar.close
+
+
+# -- analyze ---------------------------------------------------------------------------------------------
+def cmd_analyze(args: argparse.Namespace) -> int:
+    settings = settings_from_args(args)
+    if not Path(args.video).exists():
+        raise InputError(f"no such file: {args.video}")
+    detector = load_detector(args)
+    update, close = progress_bar(not args.quiet and sys.stderr.isatty())
+    try:
+        report = detector.analyze(args.video, settings, progress=update)
+    finally:
+        close()
+    print(report.to_json() if args.json else report.summary())
+    return EXIT_OK
+
+
+# -- scan ------------------------------------------------------------------------------------------------
+SCAN_FIELDS = ["file", "path", "verdict", "reason", "confidence", "fused_real_prob", "video_p_fake",
+               "audio_p_fake", "faces", "tracks", "audio_windows", "duration_s", "seconds", "error"]
+
+
+def iter_videos(paths: list[str]):
+    """Files given directly, and video files found by walking folders (sorted)."""
+    for name in paths:
+        p = Path(name)
+        if p.is_dir():
+            for root, dirs, files in os.walk(p):
+                dirs.sort()
+                for f in sorted(files):
+                    if Path(f).suffix.lower() in VIDEO_EXTENSIONS:
+                        yield Path(root) / f
+        else:
+            yield p
+
+
+def scan_row(path: Path, report=None, error: Exception | None = None) -> dict:
+    row = {k: None for k in SCAN_FIELDS}
+    row.update(file=path.name, path=str(path))
+    if error is not None:
+        row.update(verdict="ERROR", error=f"{type(error).__name__}: {error}")
+        return row
+    m = report.modalities
+    row.update(
+        verdict=report.verdict, reason=report.reason, confidence=report.confidence,
+        fused_real_prob=report.fused_real_prob, video_p_fake=m["video"].fake_prob, audio_p_fake=m["audio"].fake_prob,
+        faces=report.counts["faces"], tracks=report.counts["tracks"], audio_windows=report.counts["audio_windows"],
+        duration_s=report.media.get("duration_s"), seconds=report.timings["total"],
+    )
+    return row
+
+
+def cmd_scan(args: argparse.Namespace) -> int:
+    settings = settings_from_args(args)
+    out = Path(args.out)
+    if out.suffix not in (".csv", ".jsonl"):
+        raise InputError(f"--out must end in .csv or .jsonl; got {out.name}")
+    videos = list(iter_videos(args.paths))
+    if not videos:
+        raise InputError(f"no video files found in {', '.join(args.paths)}")
+    detector = load_detector(args)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    errors = 0
+    with open(out, "w", newline="", encoding="utf-8") as f:
+        writer = csv.DictWriter(f, fieldnames=SCAN_FIELDS) if out.suffix == ".csv" else None
+        if writer:
+            writer.writeheader()
+        for n, path in enumerate(videos, 1):
+            report, error = None, None
+            try:
+                report = detector.analyze(path, settings)
+            except InputError as e:
+                error = e
+            except Exception as e:  # one broken file must not stop a long scan; it is recorded
+                error = e
+            errors += error is not None
+            row = scan_row(path, report, error)
+            if writer:
+                writer.writerow(row)
+            else:
+                record = report.to_dict() if report is not None else {}
+                record.update({"path": str(path), "error": row["error"]})
+                if error is not None:
+                    record.update(verdict="ERROR", file=path.name)
+                f.write(json.dumps(record) + "\n")
+            f.flush()
+            if not args.quiet:
+                print(f"[{n}/{len(videos)}] {path.name}: {row['verdict']}"
+                      + (f" ({row['error']})" if error else ""), file=sys.stderr)
+    print(f"{len(videos)} files, {len(videos) - errors} analysed, {errors} errors -> {out}", file=sys.stderr)
+    return EXIT_OK
+
+
+# -- main ------------------------------------------------------------------------------------------------
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="deepfake-detect",
+                                     description="Judge whether a video's face and voice are real or generated.")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+
+    p = sub.add_parser("analyze", help="analyse one video and print its report")
+    p.add_argument("video", help="video file (mp4, mov, mkv, webm, avi, ...)")
+    p.add_argument("--json", action="store_true", help="print the full report as JSON")
+    p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
+    add_analysis_options(p)
+    p.set_defaults(func=cmd_analyze)
+
+    p = sub.add_parser("scan", help="analyse many videos (folders are walked) into a CSV or JSONL file")
+    p.add_argument("paths", nargs="+", metavar="PATH", help="video files or folders")
+    p.add_argument("--out", required=True, metavar="FILE", help="results.csv or results.jsonl")
+    p.add_argument("--quiet", "-q", action="store_true", help="no per-file lines on stderr")
+    add_analysis_options(p)
+    p.set_defaults(func=cmd_scan)
+
+    import importlib
+
+    for name in COMMAND_MODULES:
+        importlib.import_module(name).register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as e:  # argparse exits 2 on usage errors, 0 on --help
+        return int(e.code or 0)
+    try:
+        return int(args.func(args) or 0)
+    except ModelFilesMissing as e:
+        print(f"error: {e}", file=sys.stderr)
+        return EXIT_MODELS
+    except DeepfakeError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return e.exit_code
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except Exception as e:  # no traceback for users; DEEPFAKE_DEBUG=1 shows it
+        if os.environ.get("DEEPFAKE_DEBUG"):
+            raise
+        print(f"internal error: {type(e).__name__}: {e} (run with DEEPFAKE_DEBUG=1 for the traceback, "
+              f"and please report it)", file=sys.stderr)
+        return EXIT_INTERNAL

@@ -1,0 +1,62 @@
+"""Typed errors. Each message names the problem and, where there is one, the remedy.
+
+DeepfakeError
+├── InputError            the media cannot be analysed (exit code 2)
+│   ├── UnreadableMedia   empty, corrupt, truncated or not a media file
+│   ├── NoVideoStream     audio-only file
+│   └── MediaTooLarge     over a configured size, duration or frame-size limit
+├── SettingsError         an invalid option (exit code 2)
+├── CheckpointError       a model file that does not fit or cannot be read safely (exit code 3)
+└── WeightsError          model files missing, corrupt or not downloadable (exit code 3)
+"""
+
+from __future__ import annotations
+
+
+class DeepfakeError(Exception):
+    """Base class of every error this package raises on purpose."""
+
+    exit_code = 1
+
+
+class InputError(DeepfakeError):
+    exit_code = 2
+
+
+class UnreadableMedia(InputError):
+    pass
+
+
+class NoVideoStream(InputError):
+    pass
+
+
+class MediaTooLarge(InputError):
+    pass
+
+
+class SettingsError(DeepfakeError, ValueError):
+    exit_code = 2
+
+
+class CheckpointError(DeepfakeError):
+    exit_code = 3
+
+
+class WeightsError(DeepfakeError):
+    exit_code = 3
+
+
+class ModelFilesMissing(WeightsError):
+    """Raised when required model files are not in the models directory."""
+
+    def __init__(self, missing: list[str], models_dir: str, searched: list[str] | None = None):
+        self.missing = list(missing)
+        self.models_dir = str(models_dir)
+        self.searched = list(searched or [models_dir])
+        where = ", ".join(self.searched)
+        super().__init__(
+            f"model files missing: {', '.join(self.missing)} (looked in {where}). "
+            f"Get them with:  deepfake-detect weights pull --models-dir {self.models_dir}  "
+            f"or copy them into {self.models_dir}."
+        )

@@ -1,0 +1,169 @@
+"""Face detection (OpenCV res10 SSD with a Haar-cascade fallback) and face crops."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from .errors import CheckpointError
+
+DNN_INPUT = 300  # pixels: res10 SSD input side
+DNN_MEAN = (104.0, 177.0, 123.0)  # BGR mean subtracted by the res10 SSD
+DNN_CONFIDENCE = 0.3
+MIN_FACE = 80  # pixels: smallest face side kept
+HAAR_FILE = "haarcascade_frontalface_default.xml"
+HAAR_SCALE_FACTOR = 1.05
+HAAR_MIN_NEIGHBORS = 3
+
+
+@dataclass(frozen=True)
+class FaceBox:
+    x1: int
+    y1: int
+    x2: int
+    y2: int
+    confidence: float | None  # res10 SSD score; None for Haar, which gives none
+    method: str  # "dnn" or "haar"
+
+    @property
+    def width(self) -> int:
+        return self.x2 - self.x1
+
+    @property
+    def height(self) -> int:
+        return self.y2 - self.y1
+
+    @property
+    def area(self) -> int:
+        return max(0, self.width) * max(0, self.height)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+class DnnFaceDetector:
+    """OpenCV's res10 300x300 SSD (Caffe), as the original ran it."""
+
+    method = "dnn"
+
+    def __init__(self, prototxt: str | os.PathLike, caffemodel: str | os.PathLike,
+                 confidence: float = DNN_CONFIDENCE, min_size: int = MIN_FACE):
+        try:
+            self.net = cv2.dnn.readNetFromCaffe(str(prototxt), str(caffemodel))
+        except cv2.error as e:
+            raise CheckpointError(f"cannot load the res10 face detector from {prototxt} and {caffemodel}: {e}") from e
+        if self.net.empty():
+            raise CheckpointError(f"the res10 face detector in {caffemodel} is empty")
+        self.confidence = confidence
+        self.min_size = min_size
+
+    def detect(self, frame_bgr: np.ndarray) -> list[FaceBox]:
+        """Every face above the confidence threshold and at least `min_size` on both sides, best first."""
+        h, w = frame_bgr.shape[:2]
+        blob = cv2.dnn.blobFromImage(cv2.resize(frame_bgr, (DNN_INPUT, DNN_INPUT)), 1.0,
+                                     (DNN_INPUT, DNN_INPUT), DNN_MEAN)
+        self.net.setInput(blob)
+        detections = self.net.forward()
+        faces = []
+        for det in detections[0, 0]:
+            confidence = float(det[2])
+            if not confidence > self.confidence:
+                continue
+            x1, y1, x2, y2 = (det[3:7] * np.array([w, h, w, h])).astype("int")
+            x1, y1, x2, y2 = max(0, x1), max(0, y1), min(w, x2), min(h, y2)
+            if x2 - x1 >= self.min_size and y2 - y1 >= self.min_size:
+                faces.append(FaceBox(int(x1), int(y1), int(x2), int(y2), confidence, self.method))
+        return sorted(faces, key=lambda f: f.confidence, reverse=True)
+
+
+class HaarFaceDetector:
+    """OpenCV's frontal-face Haar cascade (bundled with opencv-python), the original's fallback."""
+
+    method = "haar"
+
+    def __init__(self, cascade_path: str | os.PathLike | None = None, min_size: int = MIN_FACE):
+        path = Path(cascade_path) if cascade_path else Path(cv2.data.haarcascades) / HAAR_FILE
+        self.cascade = cv2.CascadeClassifier(str(path))
+        if self.cascade.empty():
+            raise CheckpointError(f"cannot load the Haar cascade {path}")
+        self.min_size = min_size
+
+    def detect(self, frame_bgr: np.ndarray) -> list[FaceBox]:
+        gray = cv2.cvtColor(frame_bgr, cv2.COLOR_BGR2GRAY)
+        found = self.cascade.detectMultiScale(gray, scaleFactor=HAAR_SCALE_FACTOR, minNeighbors=HAAR_MIN_NEIGHBORS,
+                                              minSize=(self.min_size, self.min_size))
+        faces = [FaceBox(int(x), int(y), int(x + w), int(y + h), None, self.method) for x, y, w, h in found]
+        return sorted(faces, key=lambda f: f.area, reverse=True)
+
+
+class HybridFaceDetector:
+    """res10 SSD first; the Haar cascade only when the SSD finds nothing (or is not installed)."""
+
+    def __init__(self, dnn: DnnFaceDetector | None, haar: HaarFaceDetector):
+        self.dnn = dnn
+        self.haar = haar
+
+    @property
+    def methods(self) -> list[str]:
+        return (["dnn"] if self.dnn is not None else []) + ["haar"]
+
+    def detect(self, frame_bgr: np.ndarray) -> list[FaceBox]:
+        if self.dnn is not None:
+            faces = self.dnn.detect(frame_bgr)
+            if faces:
+                return faces
+        return self.haar.detect(frame_bgr)
+
+
+def crop_face(frame: np.ndarray, box: FaceBox, margin: float = 0.0) -> np.ndarray:
+    """The pixels inside `box`, grown by `margin` x its size on every side and clipped to the frame.
+
+    margin 0 gives the raw detector box, which is what the original video model was trained on.
+    """
+    h, w = frame.shape[:2]
+    dx, dy = int(round(box.width * margin)), int(round(box.height * margin))
+    x1, y1 = max(0, box.x1 - dx), max(0, box.y1 - dy)
+    x2, y2 = min(w, box.x2 + dx), min(h, box.y2 + dy)
+    return frame[y1:y2, x1:x2]
+
+
+def iou(a: FaceBox, b: FaceBox) -> float:
+    """Intersection over union of two boxes."""
+    ix = max(0, min(a.x2, b.x2) - max(a.x1, b.x1))
+    iy = max(0, min(a.y2, b.y2) - max(a.y1, b.y1))
+    inter = ix * iy
+    union = a.area + b.area - inter
+    return inter / union if union > 0 else 0.0
+
+
+def assign_tracks(boxes_per_frame: list[list[FaceBox]], min_iou: float = 0.3) -> list[list[int]]:
+    """Link faces across consecutive sampled frames: a face joins the track whose most recent box
+    overlaps it most (IoU >= `min_iou`), each track taking at most one face per frame; otherwise it
+    starts a new track. Returns a track id per face, frame by frame."""
+    last_box: dict[int, FaceBox] = {}
+    ids: list[list[int]] = []
+    next_id = 0
+    for boxes in boxes_per_frame:
+        pairs = sorted(
+            ((iou(box, prev), i, tid) for i, box in enumerate(boxes) for tid, prev in last_box.items()),
+            reverse=True,
+        )
+        frame_ids: list[int | None] = [None] * len(boxes)
+        taken: set[int] = set()
+        for overlap, i, tid in pairs:
+            if overlap < min_iou:
+                break
+            if frame_ids[i] is None and tid not in taken:
+                frame_ids[i] = tid
+                taken.add(tid)
+        for i, box in enumerate(boxes):
+            if frame_ids[i] is None:
+                frame_ids[i] = next_id
+                next_id += 1
+            last_box[frame_ids[i]] = box
+        ids.append(frame_ids)
+    return ids

@@ -1,0 +1,91 @@
+"""The networks, built from a ModelSpec, and the input preprocessing each one expects."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import timm
+import torch
+from PIL import Image
+from torch import nn
+
+CLASS_NAMES = ("fake", "real")  # output index 0 = FAKE, 1 = REAL
+FAKE, REAL = 0, 1
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    architecture: str  # timm model name
+    modality: str  # "video" or "audio"
+    head: str  # "linear" (timm's own classifier) or "mlp-512-256" (the original audio head)
+    input_size: int  # pixels, square
+    mean: tuple[float, float, float]  # per-channel normalisation of [0, 1] RGB input (video)
+    std: tuple[float, float, float]
+    class_names: tuple[str, ...] = CLASS_NAMES
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+# The original project's layouts (Mbulss/Deepfake-Detecetor).
+ORIGINAL_VIDEO = ModelSpec("legacy_xception", "video", "linear", 299, (0.5, 0.5, 0.5), (0.5, 0.5, 0.5))
+ORIGINAL_AUDIO = ModelSpec("legacy_xception", "audio", "mlp-512-256", 299, (0.0, 0.0, 0.0), (1.0, 1.0, 1.0))
+
+
+class AudioXception(nn.Module):
+    """legacy_xception features (2048) -> 512 -> 256 -> 2, the original audio model's layout:
+    keys `backbone.*` and `classifier.{0,1,4,5,8}.*`."""
+
+    def __init__(self, architecture: str = "legacy_xception", num_classes: int = 2):
+        super().__init__()
+        self.backbone = timm.create_model(architecture, pretrained=False, num_classes=0)
+        self.classifier = nn.Sequential(
+            nn.Linear(self.backbone.num_features, 512),
+            nn.BatchNorm1d(512),
+            nn.ReLU(),
+            nn.Dropout(0.5),
+            nn.Linear(512, 256),
+            nn.BatchNorm1d(256),
+            nn.ReLU(),
+            nn.Dropout(0.3),
+            nn.Linear(256, num_classes),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier(self.backbone(x))
+
+
+def build_model(spec: ModelSpec) -> nn.Module:
+    """A randomly initialised network in `spec`'s layout (weights come from a checkpoint)."""
+    num_classes = len(spec.class_names)
+    if spec.head == "mlp-512-256":
+        return AudioXception(spec.architecture, num_classes)
+    if spec.head == "linear":
+        return timm.create_model(spec.architecture, pretrained=False, num_classes=num_classes)
+    raise ValueError(f"unknown model head {spec.head!r}")
+
+
+def build_video_model() -> nn.Module:
+    """The original video model: timm legacy_xception with a 2-class linear head."""
+    return build_model(ORIGINAL_VIDEO)
+
+
+def build_audio_model() -> nn.Module:
+    """The original audio model: legacy_xception backbone with the 512-256-2 MLP head."""
+    return build_model(ORIGINAL_AUDIO)
+
+
+def face_tensor(crop_rgb: np.ndarray, spec: ModelSpec = ORIGINAL_VIDEO) -> torch.Tensor:
+    """(3, S, S) float32 model input from an (H, W, 3) uint8 RGB face crop.
+
+    As the original: PIL bilinear resize to S x S (torchvision Resize on a PIL image), scale to [0, 1],
+    normalise with the spec's mean and std.
+    """
+    image = Image.fromarray(np.ascontiguousarray(crop_rgb)).resize(
+        (spec.input_size, spec.input_size), Image.BILINEAR
+    )
+    x = torch.from_numpy(np.asarray(image, dtype=np.float32)).permute(2, 0, 1).div_(255.0)
+    mean = torch.tensor(spec.mean, dtype=torch.float32)[:, None, None]
+    std = torch.tensor(spec.std, dtype=torch.float32)[:, None, None]
+    return (x - mean) / std

@@ -1,0 +1,392 @@
+"""Detector: loads the models once; analyze(path) turns a video into a Report."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import threading
+import time
+from collections import defaultdict
+from collections.abc import Callable
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+
+from . import __version__
+from .audio import mel_windows, read_audio
+from .checkpoints import LoadedModel, load_model
+from .errors import ModelFilesMissing, NoVideoStream
+from .faces import DnnFaceDetector, FaceBox, HaarFaceDetector, HybridFaceDetector, assign_tracks, crop_face
+from .fusion import fuse, softmax
+from .models import face_tensor
+from .report import (FAKE, NOT_APPLICABLE, REAL, UNCERTAIN, AudioWindow, ModalityResult, Report, Thumbnail,
+                     TimelineRow, Track)
+from .runtime import autocast, pick_device, pick_precision
+from .settings import AnalysisSettings
+from .video import DecodeStats, MediaInfo, probe, read_frames, sample_indices
+from .weights import (AUDIO_FILES, FACE_CAFFEMODELS, FACE_PROTOTXT, VIDEO_FILES, first_existing,
+                      models_dir_candidates, resolve_models_dir)
+
+Progress = Callable[[float, str], None]
+THUMBNAIL_SIDE = 320  # pixels, longest side of a kept thumbnail
+
+
+class StageTimer:
+    """Accumulates wall time per named stage."""
+
+    def __init__(self):
+        self.seconds: dict[str, float] = defaultdict(float)
+
+    @contextlib.contextmanager
+    def __call__(self, stage: str):
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds[stage] += time.perf_counter() - start
+
+
+STAGES = ("probe_decode", "face_detection", "crop_preprocess", "video_model", "audio_decode_mel",
+          "audio_model", "fusion_report")
+
+
+class Detector:
+    """Holds the loaded networks and face detector. Safe to share between threads."""
+
+    def __init__(self, video: LoadedModel, audio: LoadedModel | None, faces: HybridFaceDetector,
+                 device: torch.device, precision: str, models_dir: Path, notes: list[str] | None = None,
+                 face_files: list[Path] | None = None):
+        self.video = video
+        self.audio = audio
+        self.faces = faces
+        self.device = device
+        self.precision = precision
+        self.models_dir = models_dir
+        self.load_notes = list(notes or [])
+        self.face_files = list(face_files or [])
+        self._face_lock = threading.Lock()  # cv2.dnn networks are not thread-safe
+        for loaded in (video, audio):
+            if loaded is not None:
+                loaded.module.to(device)
+                if device.type in ("cpu", "cuda"):
+                    loaded.module.to(memory_format=torch.channels_last)
+
+    @classmethod
+    def load(cls, models_dir: str | os.PathLike | None = None, device: str = "auto", precision: str = "auto",
+             video_model: str | os.PathLike | None = None, audio_model: str | os.PathLike | None = None,
+             require_audio: bool = False) -> "Detector":
+        """Load the models from the models directory (see `weights.resolve_models_dir`).
+
+        The video model is required; without the audio model the detector judges video only and its
+        reports say so (unless `require_audio`). Without the res10 files faces are found by Haar alone.
+        Raises ModelFilesMissing or CheckpointError.
+        """
+        directory = resolve_models_dir(models_dir)
+        searched = [str(p) for p in models_dir_candidates(models_dir)]
+        notes = []
+        video_path = Path(video_model) if video_model else first_existing(directory, VIDEO_FILES)
+        audio_path = Path(audio_model) if audio_model else first_existing(directory, AUDIO_FILES)
+        missing = []
+        if video_path is None or not video_path.is_file():
+            missing.append(str(video_path) if video_model else VIDEO_FILES[-1])
+        if require_audio and (audio_path is None or not audio_path.is_file()):
+            missing.append(str(audio_path) if audio_model else AUDIO_FILES[-1])
+        if missing:
+            raise ModelFilesMissing(missing, str(directory), searched)
+        video = load_model(video_path, "video")
+        audio = None
+        if audio_path is not None and audio_path.is_file():
+            audio = load_model(audio_path, "audio")
+        else:
+            notes.append(f"audio not judged: the audio model ({AUDIO_FILES[-1]}) is not in {directory}")
+        faces, face_files = _load_face_detector(directory, notes)
+        dev = pick_device(device)
+        return cls(video, audio, faces, dev, pick_precision(precision, dev), directory, notes, face_files)
+
+    # ----------------------------------------------------------------------------------------------
+    def describe_models(self) -> dict:
+        return {
+            "video": self.video.describe(),
+            "audio": self.audio.describe() if self.audio is not None else None,
+            "face_detector": {
+                "methods": self.faces.methods,
+                "files": [{"file": p.name, "path": str(p)} for p in self.face_files],
+            },
+            "device": str(self.device),
+            "precision": self.precision,
+            "models_dir": str(self.models_dir),
+            "version": __version__,
+        }
+
+    def _forward(self, loaded: LoadedModel, batch: list[torch.Tensor]) -> np.ndarray:
+        x = torch.stack(batch).to(self.device)
+        if self.device.type in ("cpu", "cuda"):
+            x = x.contiguous(memory_format=torch.channels_last)
+        with torch.inference_mode(), autocast(self.device, self.precision):
+            logits = loaded.module(x)
+        return logits.float().cpu().numpy()
+
+    def _score(self, loaded: LoadedModel, items: torch.Tensor | list[torch.Tensor], batch_size: int) -> np.ndarray:
+        out = [self._forward(loaded, list(items[i:i + batch_size])) for i in range(0, len(items), batch_size)]
+        return np.concatenate(out) if out else np.zeros((0, 2), dtype=np.float32)
+
+    # ----------------------------------------------------------------------------------------------
+    def analyze(self, path: str | os.PathLike, settings: AnalysisSettings | None = None,
+                progress: Progress | None = None) -> Report:
+        """Analyse one video file. Raises InputError subclasses for files that cannot be read;
+        returns a NOT_APPLICABLE report for readable files that cannot be judged."""
+        settings = settings or AnalysisSettings()
+        notify = progress or (lambda fraction, message: None)
+        run = _Run(self, Path(path), settings, notify)
+        return run.execute()
+
+
+class _Run:
+    """The state of one analysis."""
+
+    def __init__(self, detector: Detector, path: Path, settings: AnalysisSettings, notify: Progress):
+        self.d = detector
+        self.path = path
+        self.s = settings
+        self.notify = notify
+        self.timer = StageTimer()
+        self.notes = list(detector.load_notes)
+        self.started = time.perf_counter()
+        self.info: MediaInfo | None = None
+        self.windows: list[AudioWindow] = []
+        self.audio_logits = np.zeros((0, 2))
+        self.stats = DecodeStats()
+
+    def execute(self) -> Report:
+        self.notify(0.0, "reading the file")
+        try:
+            with self.timer("probe_decode"):
+                self.info = probe(self.path, self.s)
+        except NoVideoStream:
+            self._score_audio()
+            return self._not_applicable("no_video_stream")
+        if self.info.is_still_image:
+            return self._not_applicable("still_image")
+        self._score_audio()
+        indices = sample_indices(self.info.frame_count, self.s.frame_skip, self.s.max_samples)
+        if not indices:
+            return self._not_applicable("too_short")
+        rows, logits, thumbs = self._score_faces(indices)
+        self.thumbnails = thumbs
+        if not rows:
+            return self._not_applicable("no_face")
+        with self.timer("fusion_report"):
+            report = self._fused_report(rows, logits)
+        self.notify(1.0, "done")
+        return report
+
+    # -- audio ---------------------------------------------------------------------------------------
+    def _score_audio(self) -> None:
+        if self.d.audio is None:
+            return
+        self.notify(0.02, "decoding audio")
+        with self.timer("audio_decode_mel"):
+            samples = read_audio(self.path)
+            if samples is None:
+                self.notes.append("audio not judged: the file has no audio track")
+                return
+            images, spans = mel_windows(samples, window_s=self.s.audio_window_s, overlap=self.s.audio_overlap)
+        if not spans:
+            self.notes.append(
+                f"audio not judged: the track is {len(samples) / 16000:.2f} s, shorter than one "
+                f"{self.s.audio_window_s:.1f} s window (80 % needed)")
+            return
+        self.notify(0.05, f"scoring {len(spans)} audio windows")
+        with self.timer("audio_model"):
+            self.audio_logits = self.d._score(self.d.audio, images, self.s.batch_size)
+        p_fake = softmax(self.audio_logits / self.s.audio_temperature)[:, 0]
+        self.windows = [AudioWindow(i, a, b, float(p)) for i, ((a, b), p) in enumerate(zip(spans, p_fake))]
+
+    # -- video ---------------------------------------------------------------------------------------
+    def _score_faces(self, indices: list[int]):
+        spec = self.d.video.spec
+        rows: list[tuple[int, float, FaceBox]] = []
+        logits: list[np.ndarray] = []
+        pending: list[torch.Tensor] = []
+        thumbs: list[Thumbnail] = []
+        keep = _thumbnail_positions(len(indices), self.s.thumbnails)
+        frames = read_frames(self.path, indices, self.stats)
+        done = 0
+        with contextlib.closing(frames):
+            while True:
+                with self.timer("probe_decode"):
+                    frame = next(frames, None)
+                if frame is None:
+                    break
+                with self.timer("face_detection"), self.d._face_lock:
+                    boxes = self.d.faces.detect(frame.image)[: self.s.max_faces_per_frame]
+                with self.timer("crop_preprocess"):
+                    for box in boxes:
+                        crop = crop_face(frame.image, box, self.s.face_margin)
+                        pending.append(face_tensor(cv2.cvtColor(crop, cv2.COLOR_BGR2RGB), spec))
+                        rows.append((frame.index, frame.time_s, box))
+                    if done in keep:
+                        thumbs.append(_thumbnail(frame.image, frame.index, frame.time_s, boxes))
+                if len(pending) >= self.s.batch_size:
+                    with self.timer("video_model"):
+                        logits.append(self.d._score(self.d.video, pending, self.s.batch_size))
+                    pending = []
+                done += 1
+                self.notify(0.08 + 0.9 * done / len(indices), f"frame {done}/{len(indices)}: {len(rows)} faces so far")
+        if pending:
+            with self.timer("video_model"):
+                logits.append(self.d._score(self.d.video, pending, self.s.batch_size))
+        if self.stats.error:
+            self.notes.append(self.stats.error)
+        sampled = self.stats.frames_converted
+        if sampled < len(indices) and not self.stats.error:
+            self.notes.append(f"the video had fewer frames than its header says: {sampled} of "
+                              f"{len(indices)} planned samples were read")
+        self.sampled = sampled
+        return rows, (np.concatenate(logits) if logits else np.zeros((0, 2))), thumbs
+
+    # -- report --------------------------------------------------------------------------------------
+    def _fused_report(self, rows, video_logits: np.ndarray) -> Report:
+        s = self.s
+        times = [t for _, t, _ in rows]
+        matched = match_windows(times, [(w.start_s, w.end_s) for w in self.windows]) if self.windows else None
+        audio_rows = self.audio_logits[matched] if matched is not None else None
+        fused = fuse(video_logits, audio_rows, s.fusion, s.audio_temperature, s.video_temperature,
+                     s.adaptive_tau, s.min_weight)
+        track_ids = _track_ids(rows)
+        timeline = []
+        for i, (index, t, box) in enumerate(rows):
+            timeline.append(TimelineRow(
+                time_s=round(t, 4), frame_index=index, box=[box.x1, box.y1, box.x2, box.y2], detector=box.method,
+                face_confidence=box.confidence, track=track_ids[i], video_p_fake=float(fused.video_probs[i, 0]),
+                audio_window=int(matched[i]) if matched is not None else None,
+                audio_p_fake=float(fused.audio_probs[i, 0]) if fused.audio_probs is not None else None,
+                fused_p_fake=float(fused.probs[i, 0]), weight_video=float(fused.w_video[i]),
+                weight_audio=float(fused.w_audio[i])))
+        fused_real = float(fused.probs[:, 1].mean())
+        verdict = REAL if fused_real > s.threshold else FAKE
+        confidence = fused_real if verdict == REAL else 1.0 - fused_real
+        reason = None
+        if s.abstain_below is not None and confidence < s.abstain_below:
+            verdict, reason = UNCERTAIN, "abstained"
+        modalities = {
+            "video": _modality(fused.video_probs[:, 0], fused.w_video),
+            "audio": self._audio_modality(fused.w_audio if matched is not None else None),
+        }
+        tracks = _tracks(timeline, s.threshold)
+        return self._report(verdict, reason, confidence, fused_real, modalities, timeline, tracks)
+
+    def _audio_modality(self, weights: np.ndarray | None) -> ModalityResult:
+        if not self.windows:
+            note = next((n.split(": ", 1)[1] for n in self.notes if n.startswith("audio not judged")), "no audio")
+            return ModalityResult(available=False, note=note)
+        return _modality(np.array([w.p_fake for w in self.windows]), weights)
+
+    def _not_applicable(self, reason: str) -> Report:
+        self.thumbnails = getattr(self, "thumbnails", [])
+        modalities = {
+            "video": ModalityResult(available=False, note=reason.replace("_", " ")),
+            "audio": self._audio_modality(None),
+        }
+        self.notify(1.0, "done")
+        return self._report(NOT_APPLICABLE, reason, None, None, modalities, [], [])
+
+    def _report(self, verdict, reason, confidence, fused_real, modalities, timeline, tracks) -> Report:
+        timings = {stage: round(self.timer.seconds.get(stage, 0.0), 4) for stage in STAGES}
+        timings["total"] = round(time.perf_counter() - self.started, 4)
+        faces = len(timeline)
+        return Report(
+            verdict=verdict, reason=reason, confidence=confidence, fused_real_prob=fused_real,
+            threshold=self.s.threshold, modalities=modalities, timeline=timeline, tracks=tracks,
+            media=self.info.to_dict() if self.info else {"path": str(self.path)},
+            counts={
+                "frames_decoded": self.stats.frames_decoded,
+                "frames_sampled": getattr(self, "sampled", 0),
+                "frames_with_faces": len({r.frame_index for r in timeline}),
+                "faces": faces,
+                "tracks": len(tracks),
+                "audio_windows": len(self.windows),
+            },
+            timings=timings, settings=self.s.to_dict(), models=self.d.describe_models(),
+            audio_windows=self.windows, notes=self.notes, file=self.path.name, thumbnails=self.thumbnails,
+        )
+
+
+# -- helpers ---------------------------------------------------------------------------------------------
+def match_windows(times: list[float], spans: list[tuple[float, float]]) -> np.ndarray:
+    """For each time, the index of the audio window whose span contains it (the one centred nearest
+    when overlapping windows do), else the nearest window. Pairs modalities by time, not by count."""
+    starts = np.array([a for a, _ in spans])
+    ends = np.array([b for _, b in spans])
+    centres = (starts + ends) / 2
+    out = np.empty(len(times), dtype=np.int64)
+    for i, t in enumerate(times):
+        inside = (starts <= t) & (t <= ends)
+        distance = np.where(inside, np.abs(centres - t), np.inf)
+        if not inside.any():
+            distance = np.maximum(starts - t, t - ends)
+        out[i] = int(np.argmin(distance))
+    return out
+
+
+def _modality(p_fake: np.ndarray, weights: np.ndarray | None) -> ModalityResult:
+    fake = float(np.mean(p_fake))
+    return ModalityResult(
+        available=True, fake_prob=fake, real_prob=1.0 - fake, prediction=REAL if 1.0 - fake > 0.5 else FAKE,
+        weight=float(np.mean(weights)) if weights is not None and len(weights) else None, count=len(p_fake))
+
+
+def _track_ids(rows) -> list[int]:
+    per_frame: dict[int, list[int]] = {}
+    order = []
+    for i, (index, _, _) in enumerate(rows):
+        if index not in per_frame:
+            per_frame[index] = []
+            order.append(index)
+        per_frame[index].append(i)
+    ids = assign_tracks([[rows[i][2] for i in per_frame[index]] for index in order])
+    out = [0] * len(rows)
+    for index, frame_ids in zip(order, ids):
+        for i, tid in zip(per_frame[index], frame_ids):
+            out[i] = tid
+    return out
+
+
+def _tracks(timeline: list[TimelineRow], threshold: float) -> list[Track]:
+    groups: dict[int, list[TimelineRow]] = defaultdict(list)
+    for row in timeline:
+        groups[row.track].append(row)
+    tracks = []
+    for tid, rows in sorted(groups.items()):
+        fused = float(np.mean([r.fused_p_fake for r in rows]))
+        tracks.append(Track(tid, rows[0].time_s, rows[-1].time_s, len(rows),
+                            float(np.mean([r.video_p_fake for r in rows])), fused,
+                            REAL if 1.0 - fused > threshold else FAKE))
+    return tracks
+
+
+def _thumbnail_positions(n: int, count: int) -> set[int]:
+    if count <= 0 or n <= 0:
+        return set()
+    return {int(round(x)) for x in np.linspace(0, n - 1, min(count, n))}
+
+
+def _thumbnail(image_bgr: np.ndarray, index: int, time_s: float, boxes: list[FaceBox]) -> Thumbnail:
+    h, w = image_bgr.shape[:2]
+    scale = min(1.0, THUMBNAIL_SIDE / max(h, w))
+    small = cv2.resize(image_bgr, (max(1, int(w * scale)), max(1, int(h * scale))), interpolation=cv2.INTER_AREA)
+    scaled = [[int(v * scale) for v in (b.x1, b.y1, b.x2, b.y2)] for b in boxes]
+    return Thumbnail(index, time_s, cv2.cvtColor(small, cv2.COLOR_BGR2RGB), scaled, scale)
+
+
+def _load_face_detector(directory: Path, notes: list[str]) -> tuple[HybridFaceDetector, list[Path]]:
+    prototxt = directory / FACE_PROTOTXT
+    caffemodel = first_existing(directory, FACE_CAFFEMODELS)
+    haar = HaarFaceDetector()
+    if prototxt.is_file() and caffemodel is not None:
+        return HybridFaceDetector(DnnFaceDetector(prototxt, caffemodel), haar), [prototxt, caffemodel]
+    notes.append(f"faces found by the Haar cascade only: the res10 face detector files ({FACE_PROTOTXT}, "
+                 f"{FACE_CAFFEMODELS[0]}) are not in {directory} (deepfake-detect weights pull)")
+    return HybridFaceDetector(None, haar), []

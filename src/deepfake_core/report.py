@@ -1,0 +1,187 @@
+"""The analysis report: plain dataclasses, JSON-safe via to_dict(), a readable summary and a CSV timeline."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+
+REAL, FAKE, UNCERTAIN, NOT_APPLICABLE = "REAL", "FAKE", "UNCERTAIN", "NOT_APPLICABLE"
+
+# Why a video could not be judged, in plain words.
+REASONS = {
+    "no_face": "No face was found in any sampled frame, so the video could not be judged.",
+    "no_video_stream": "The file has no video track (audio only); this detector judges faces.",
+    "still_image": "The file is a single still image, not a video.",
+    "too_short": "The video has no frames to analyse.",
+    "abstained": "The evidence is too weak either way: confidence is below the abstention threshold.",
+}
+
+
+@dataclass
+class ModalityResult:
+    available: bool  # False when this modality could not be judged (see `note`)
+    fake_prob: float | None = None  # mean probability of FAKE over its items
+    real_prob: float | None = None
+    prediction: str | None = None  # REAL or FAKE by its own mean (threshold 0.5)
+    weight: float | None = None  # mean fusion weight it received
+    count: int = 0  # faces (video) or windows (audio) scored
+    note: str | None = None
+
+
+@dataclass
+class TimelineRow:
+    time_s: float  # presentation time of the sampled frame
+    frame_index: int
+    box: list[int]  # [x1, y1, x2, y2] in the displayed frame
+    detector: str  # "dnn" or "haar"
+    face_confidence: float | None
+    track: int
+    video_p_fake: float
+    audio_window: int | None  # index into audio_windows, the window whose span holds time_s (else nearest)
+    audio_p_fake: float | None
+    fused_p_fake: float
+    weight_video: float
+    weight_audio: float
+
+
+@dataclass
+class AudioWindow:
+    index: int
+    start_s: float
+    end_s: float
+    p_fake: float  # after the audio temperature
+
+
+@dataclass
+class Track:
+    id: int
+    first_s: float
+    last_s: float
+    faces: int
+    video_p_fake: float  # mean over the track's faces
+    fused_p_fake: float
+    prediction: str  # by the report's threshold on the mean fused real probability
+
+
+@dataclass
+class Thumbnail:
+    frame_index: int
+    time_s: float
+    image: np.ndarray  # (h, w, 3) uint8 RGB, downscaled
+    boxes: list[list[int]]  # face boxes scaled to the thumbnail
+    scale: float
+
+
+@dataclass
+class Report:
+    verdict: str  # REAL, FAKE, UNCERTAIN or NOT_APPLICABLE
+    reason: str | None  # a REASONS key when NOT_APPLICABLE or UNCERTAIN
+    confidence: float | None  # probability of the verdict's class (fused)
+    fused_real_prob: float | None  # mean fused REAL probability over all analysed faces
+    threshold: float
+    modalities: dict[str, ModalityResult]
+    timeline: list[TimelineRow]
+    tracks: list[Track]
+    media: dict
+    counts: dict
+    timings: dict  # seconds per stage, and "total"
+    settings: dict
+    models: dict
+    audio_windows: list[AudioWindow] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # what could not be judged, and why
+    file: str = ""
+    thumbnails: list[Thumbnail] = field(default_factory=list, repr=False)  # for display; not in to_dict()
+
+    @property
+    def explanation(self) -> str:
+        if self.reason in REASONS:
+            return REASONS[self.reason]
+        if self.verdict in (REAL, FAKE):
+            return (f"Mean fused probability of REAL is {self.fused_real_prob:.3f} "
+                    f"({'above' if self.verdict == REAL else 'not above'} the threshold {self.threshold:.2f}).")
+        return ""
+
+    def to_dict(self) -> dict[str, Any]:
+        d = {
+            "verdict": self.verdict,
+            "reason": self.reason,
+            "explanation": self.explanation,
+            "confidence": self.confidence,
+            "fused_real_prob": self.fused_real_prob,
+            "threshold": self.threshold,
+            "modalities": {k: asdict(v) for k, v in self.modalities.items()},
+            "timeline": [asdict(r) for r in self.timeline],
+            "tracks": [asdict(t) for t in self.tracks],
+            "audio_windows": [asdict(w) for w in self.audio_windows],
+            "media": self.media,
+            "counts": self.counts,
+            "timings": self.timings,
+            "settings": self.settings,
+            "models": self.models,
+            "notes": list(self.notes),
+            "file": self.file,
+        }
+        return _json_safe(d)
+
+    def to_json(self, indent: int | None = 2) -> str:
+        return json.dumps(self.to_dict(), indent=indent)
+
+    def timeline_csv(self) -> str:
+        out = io.StringIO()
+        names = list(TimelineRow.__dataclass_fields__)
+        writer = csv.DictWriter(out, fieldnames=names)
+        writer.writeheader()
+        for row in self.timeline:
+            d = asdict(row)
+            d["box"] = " ".join(str(v) for v in row.box)
+            writer.writerow(d)
+        return out.getvalue()
+
+    def summary(self) -> str:
+        """A few lines for a person reading a terminal."""
+        lines = [f"{self.file}", f"  verdict:     {self.verdict}"]
+        if self.reason:
+            lines.append(f"  why:         {self.explanation}")
+        if self.confidence is not None:
+            lines.append(f"  confidence:  {self.confidence:.3f}   (fused P(real) {self.fused_real_prob:.3f}, "
+                         f"threshold {self.threshold:.2f}, fusion {self.settings.get('fusion')})")
+        for name, m in self.modalities.items():
+            if m.available:
+                weight = f", weight {m.weight:.2f}" if m.weight is not None else ""
+                lines.append(f"  {name + ':':12} P(fake) {m.fake_prob:.3f} -> {m.prediction} ({m.count} scored{weight})")
+            else:
+                lines.append(f"  {name + ':':12} not judged: {m.note}")
+        c = self.counts
+        lines.append(f"  analysed:    {c.get('frames_sampled', 0)} frames sampled of {c.get('frames_decoded', 0)} decoded, "
+                     f"{c.get('faces', 0)} faces in {len(self.tracks)} track(s), {c.get('audio_windows', 0)} audio windows, "
+                     f"{self.timings.get('total', 0.0):.1f} s")
+        if len(self.tracks) > 1:
+            for t in self.tracks:
+                lines.append(f"  person {t.id}:    {t.faces} faces {t.first_s:.1f}-{t.last_s:.1f} s, "
+                             f"P(fake) {t.fused_p_fake:.3f} -> {t.prediction}")
+        for note in self.notes:
+            lines.append(f"  note:        {note}")
+        return "\n".join(lines)
+
+
+def _json_safe(obj):
+    if isinstance(obj, dict):
+        return {str(k): _json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_json_safe(v) for v in obj]
+    if isinstance(obj, (np.floating, float)):
+        value = float(obj)
+        return value if math.isfinite(value) else None
+    if isinstance(obj, np.integer):
+        return int(obj)
+    if isinstance(obj, np.bool_):
+        return bool(obj)
+    if isinstance(obj, np.ndarray):
+        return _json_safe(obj.tolist())
+    return obj

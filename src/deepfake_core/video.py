@@ -1,0 +1,226 @@
+"""Probing media files and decoding the sampled video frames (PyAV, in-process FFmpeg)."""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import av
+import numpy as np
+
+from .errors import MediaTooLarge, NoVideoStream, UnreadableMedia
+from .settings import AnalysisSettings
+
+# Demuxers that hold a single picture rather than a video.
+_IMAGE_FORMATS = {"image2", "image2pipe"}
+
+
+@dataclass(frozen=True)
+class MediaInfo:
+    path: str
+    container: str
+    size_bytes: int
+    duration_s: float
+    fps: float
+    frame_count: int  # from the stream header, else estimated as duration x fps
+    width: int  # as displayed, i.e. after rotation
+    height: int
+    rotation: int  # degrees clockwise applied to decoded frames (0, 90, 180, 270)
+    video_codec: str | None
+    has_audio: bool
+    audio_codec: str | None
+    audio_sample_rate: int | None
+    is_still_image: bool
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class SampledFrame:
+    index: int  # frame number in presentation order, from 0
+    time_s: float  # presentation time from the frame's pts, relative to the stream start
+    image: np.ndarray  # (H, W, 3) uint8 BGR, rotation applied
+
+
+@dataclass
+class DecodeStats:
+    frames_decoded: int = 0  # frames that came out of the decoder
+    frames_converted: int = 0  # frames turned into image arrays (the sampled ones)
+    error: str | None = None  # why decoding stopped early, if it did
+    last_time_s: float = 0.0
+    notes: list[str] = field(default_factory=list)
+
+
+def _open(path: str | os.PathLike) -> av.container.InputContainer:
+    try:
+        return av.open(str(path), mode="r", metadata_errors="ignore")
+    except (av.error.FFmpegError, UnicodeDecodeError, ValueError) as e:
+        raise UnreadableMedia(f"cannot read {Path(path).name!r} as a video: {_ffmpeg_reason(e)}") from e
+
+
+def _ffmpeg_reason(e: Exception) -> str:
+    return getattr(e, "strerror", None) or str(e) or type(e).__name__
+
+
+def check_file(path: str | os.PathLike, settings: AnalysisSettings) -> int:
+    """Check that `path` is a non-empty regular file within the size limit; return its size in bytes."""
+    p = Path(path)
+    if not p.exists():
+        raise UnreadableMedia(f"no such file: {p}")
+    if not p.is_file():
+        raise UnreadableMedia(f"not a regular file: {p}")
+    size = p.stat().st_size
+    if size == 0:
+        raise UnreadableMedia(f"{p.name!r} is empty (0 bytes)")
+    limit = settings.max_file_mb * 1024 * 1024
+    if size > limit:
+        raise MediaTooLarge(
+            f"{p.name!r} is {size / 2**20:.0f} MB, over the {settings.max_file_mb:.0f} MB limit "
+            f"(raise max_file_mb to analyse it)"
+        )
+    return size
+
+
+def probe(path: str | os.PathLike, settings: AnalysisSettings | None = None) -> MediaInfo:
+    """Read a file's streams and check them against the limits in `settings`.
+
+    Raises UnreadableMedia (not media, corrupt), NoVideoStream (audio only) or MediaTooLarge.
+    """
+    settings = settings or AnalysisSettings()
+    size = check_file(path, settings)
+    with _open(path) as container:
+        audio = container.streams.audio[0] if container.streams.audio else None
+        if not container.streams.video:
+            raise NoVideoStream(
+                f"{Path(path).name!r} has no video stream"
+                + (" (it is an audio-only file)" if audio is not None else "")
+            )
+        stream = container.streams.video[0]
+        ctx = stream.codec_context
+        width, height = int(ctx.width or 0), int(ctx.height or 0)
+        if width <= 0 or height <= 0:
+            raise UnreadableMedia(f"{Path(path).name!r}: the video stream has no frame size")
+        if width * height > settings.max_frame_pixels:
+            raise MediaTooLarge(
+                f"{Path(path).name!r} has {width}x{height} frames, over the limit of "
+                f"{settings.max_frame_pixels:,} pixels per frame"
+            )
+        fps = float(stream.average_rate or stream.guessed_rate or stream.base_rate or 0.0)
+        duration = _duration_s(container, stream)
+        if duration > settings.max_duration_s:
+            raise MediaTooLarge(
+                f"{Path(path).name!r} lasts {duration:.0f} s, over the {settings.max_duration_s:.0f} s limit"
+            )
+        frames = int(stream.frames or 0)
+        if frames <= 0 and duration > 0 and fps > 0:
+            frames = max(1, int(round(duration * fps)))
+        rotation = _first_frame_rotation(container, stream)
+        is_still = container.format.name in _IMAGE_FORMATS or container.format.name.endswith("_pipe")
+        if rotation in (90, 270):
+            width, height = height, width
+        return MediaInfo(
+            path=str(path),
+            container=container.format.name,
+            size_bytes=size,
+            duration_s=duration,
+            fps=fps,
+            frame_count=frames,
+            width=width,
+            height=height,
+            rotation=rotation,
+            video_codec=ctx.name,
+            has_audio=audio is not None,
+            audio_codec=audio.codec_context.name if audio is not None else None,
+            audio_sample_rate=int(audio.codec_context.sample_rate or 0) if audio is not None else None,
+            is_still_image=is_still or frames == 1,
+        )
+
+
+def _duration_s(container, stream) -> float:
+    if stream.duration is not None and stream.time_base is not None:
+        return float(stream.duration * stream.time_base)
+    if container.duration is not None:
+        return container.duration / 1_000_000
+    return 0.0
+
+
+def _first_frame_rotation(container, stream) -> int:
+    """Rotation (clockwise degrees to apply) from the first frame's display matrix; 0 if unreadable."""
+    try:
+        for frame in container.decode(stream):
+            return _clockwise(frame)
+    except av.error.FFmpegError:
+        return 0
+    return 0
+
+
+def _clockwise(frame: av.VideoFrame) -> int:
+    # PyAV reports the display matrix angle counter-clockwise; FFmpeg's autorotate turns the
+    # picture clockwise by the opposite angle.
+    return int(round(-float(frame.rotation or 0))) % 360
+
+
+def apply_rotation(image: np.ndarray, clockwise_degrees: int) -> np.ndarray:
+    """Rotate an (H, W, C) image clockwise by a multiple of 90 degrees."""
+    k = (clockwise_degrees // 90) % 4
+    return np.ascontiguousarray(np.rot90(image, k=-k)) if k else image
+
+
+def sample_indices(frame_count: int, frame_skip: int = 5, max_samples: int = 60) -> list[int]:
+    """Frame numbers to analyse: every `frame_skip`-th frame, at most `max_samples` of them,
+    spread over the whole video (a wider stride when there would be more)."""
+    if frame_count <= 0:
+        return []
+    every = list(range(0, frame_count, frame_skip))
+    if len(every) <= max_samples:
+        return every
+    stride = frame_count / max_samples
+    return sorted({min(frame_count - 1, int(math.floor(i * stride))) for i in range(max_samples)})
+
+
+def read_frames(
+    path: str | os.PathLike,
+    indices: list[int],
+    stats: DecodeStats | None = None,
+) -> Iterator[SampledFrame]:
+    """Decode `path` front to back and yield the frames whose numbers are in `indices` (BGR).
+
+    Frames not in `indices` are decoded (the codec needs them) but never converted to arrays.
+    A decode error after the first frame ends the iteration and is recorded in `stats.error`;
+    one before any frame raises UnreadableMedia.
+    """
+    stats = stats if stats is not None else DecodeStats()
+    wanted = set(indices)
+    last = max(indices) if indices else -1
+    with _open(path) as container:
+        if not container.streams.video:
+            raise NoVideoStream(f"{Path(path).name!r} has no video stream")
+        stream = container.streams.video[0]
+        stream.thread_type = "AUTO"
+        start = stream.start_time if stream.start_time is not None else 0
+        time_base = float(stream.time_base) if stream.time_base is not None else 0.0
+        position = 0
+        try:
+            for frame in container.decode(stream):
+                stats.frames_decoded += 1
+                t = (frame.pts - start) * time_base if frame.pts is not None and time_base else None
+                if t is None:
+                    t = position / float(stream.average_rate or 25)
+                stats.last_time_s = max(stats.last_time_s, t)
+                if position in wanted:
+                    image = frame.to_ndarray(format="bgr24")
+                    stats.frames_converted += 1
+                    yield SampledFrame(position, max(0.0, float(t)), apply_rotation(image, _clockwise(frame)))
+                position += 1
+                if position > last:
+                    break
+        except av.error.FFmpegError as e:
+            if stats.frames_decoded == 0:
+                raise UnreadableMedia(f"cannot decode {Path(path).name!r}: {_ffmpeg_reason(e)}") from e
+            stats.error = f"decoding stopped at frame {position}: {_ffmpeg_reason(e)} (file truncated or corrupt?)"
+    if stats.frames_decoded == 0:
+        raise UnreadableMedia(f"{Path(path).name!r} contains no decodable video frames")

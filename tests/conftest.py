@@ -1,0 +1,184 @@
+"""Shared fixtures: generated media and random-initialised checkpoints in the original layouts.
+
+Nothing here downloads anything. The res10 face-detector files come from ../shared/models (or
+$DEEPFAKE_TEST_FACE_MODELS); a test needing them skips, naming the missing file, only when neither exists.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import cv2
+import numpy as np
+import pytest
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED_MODELS = Path(os.environ.get("DEEPFAKE_TEST_FACE_MODELS", ROOT.parent / "shared" / "models"))
+FACE_FILES = ("deploy.prototxt", "res10_300x300_ssd_iter_140000_fp16.caffemodel")
+FPS = 25
+AUDIO_RATE = 16_000
+
+
+def astronaut_bgr() -> np.ndarray:
+    import skimage.data
+
+    return cv2.cvtColor(skimage.data.astronaut(), cv2.COLOR_RGB2BGR)
+
+
+def moving_face_frames(n: int, size=(640, 800), face=None):
+    """`n` BGR frames (h, w) = size: the astronaut photo drifting right on a green background."""
+    face = astronaut_bgr() if face is None else face
+    h, w = size
+    fh, fw = face.shape[:2]
+    for i in range(n):
+        frame = np.full((h, w, 3), (60, 120, 90), np.uint8)
+        x = int((w - fw) * (i / max(1, n - 1)))
+        y = (h - fh) // 2
+        frame[y:y + fh, x:x + fw] = face
+        yield frame
+
+
+def blank_frames(n: int, size=(360, 480)):
+    for i in range(n):
+        frame = np.full((size[0], size[1], 3), 40 + (i % 50), np.uint8)
+        cv2.circle(frame, (50 + 3 * i % size[1], size[0] // 2), 30, (200, 80, 80), -1)
+        yield frame
+
+
+def tone(seconds: float, rate: int = AUDIO_RATE, freq: float = 440.0, seed: int = 0) -> np.ndarray:
+    t = np.arange(int(seconds * rate)) / rate
+    noise = np.random.default_rng(seed).normal(0, 0.02, t.shape)
+    return (0.3 * np.sin(2 * np.pi * freq * t) + noise).astype(np.float32)
+
+
+def write_video(path: Path, frames, fps: int = FPS, audio: np.ndarray | None = None,
+                audio_rate: int = AUDIO_RATE, rotation: int | None = None, codec: str = "libx264") -> Path:
+    """Encode BGR frames (and optional mono float audio) with PyAV."""
+    frames = list(frames)
+    h, w = frames[0].shape[:2]
+    with av.open(str(path), mode="w") as out:
+        vs = out.add_stream(codec, rate=fps)
+        vs.width, vs.height, vs.pix_fmt = w, h, "yuv420p"
+        if rotation is not None:
+            vs.set_display_rotation(rotation)
+        a_s = None
+        if audio is not None:
+            a_s = out.add_stream("aac", rate=audio_rate)
+            a_s.layout = "mono"
+        for img in frames:
+            for packet in vs.encode(av.VideoFrame.from_ndarray(img, format="bgr24")):
+                out.mux(packet)
+        for packet in vs.encode():
+            out.mux(packet)
+        if a_s is not None:
+            chunk = 1024
+            samples = np.asarray(audio, dtype=np.float32)
+            for i in range(0, len(samples), chunk):
+                block = samples[i:i + chunk][None, :]
+                frame = av.AudioFrame.from_ndarray(block, format="flt", layout="mono")
+                frame.sample_rate = audio_rate
+                frame.pts = i
+                frame.time_base = Fraction(1, audio_rate)
+                for packet in a_s.encode(frame):
+                    out.mux(packet)
+            for packet in a_s.encode():
+                out.mux(packet)
+    return path
+
+
+def write_audio_only(path: Path, samples: np.ndarray, rate: int = AUDIO_RATE) -> Path:
+    with av.open(str(path), mode="w") as out:
+        s = out.add_stream("aac", rate=rate)
+        s.layout = "mono"
+        for i in range(0, len(samples), 1024):
+            frame = av.AudioFrame.from_ndarray(samples[i:i + 1024][None, :].astype(np.float32), format="flt",
+                                               layout="mono")
+            frame.sample_rate, frame.pts, frame.time_base = rate, i, Fraction(1, rate)
+            for packet in s.encode(frame):
+                out.mux(packet)
+        for packet in s.encode():
+            out.mux(packet)
+    return path
+
+
+def face_files_dir() -> Path:
+    for name in FACE_FILES:
+        if not (SHARED_MODELS / name).is_file():
+            pytest.skip(f"res10 face-detector file {name} not found in {SHARED_MODELS}")
+    return SHARED_MODELS
+
+
+def save_original_checkpoints(directory: Path, seed: int = 0, video_prefix: str = "",
+                              audio_prefix: str = "backbone.") -> tuple[torch.nn.Module, torch.nn.Module]:
+    """Random-initialised models saved as the original project saved them:
+    video `epoch_007.pt` as a dict with model_state_dict (+ optimiser-like plain data), audio
+    `best_audio_xception.pth` as {epoch, model_state_dict, optimizer_state_dict, val_loss, val_acc}."""
+    from deepfake_core.models import build_audio_model, build_video_model
+
+    torch.manual_seed(seed)
+    video, audio = build_video_model().eval(), build_audio_model().eval()
+    _randomise_bn(video, seed)
+    _randomise_bn(audio, seed + 1)
+    vstate = {video_prefix + k: v for k, v in video.state_dict().items()}
+    torch.save({"epoch": 7, "model_state_dict": vstate}, directory / "epoch_007.pt")
+    astate = {}
+    for k, v in audio.state_dict().items():
+        astate[(audio_prefix + k[len("backbone."):]) if k.startswith("backbone.") else k] = v
+    torch.save({"epoch": 12, "model_state_dict": astate, "optimizer_state_dict": {"state": {}, "param_groups": []},
+                "val_loss": 0.25, "val_acc": 0.91}, directory / "best_audio_xception.pth")
+    return video, audio
+
+
+def _randomise_bn(module: torch.nn.Module, seed: int) -> None:
+    """Give BatchNorm layers non-trivial statistics so a wrong load changes the outputs."""
+    g = torch.Generator().manual_seed(seed)
+    for m in module.modules():
+        if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
+            m.running_mean.copy_(torch.randn(m.running_mean.shape, generator=g) * 0.1)
+            m.running_var.copy_(torch.rand(m.running_var.shape, generator=g) + 0.5)
+
+
+@pytest.fixture(scope="session")
+def media_dir(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("media")
+
+
+@pytest.fixture(scope="session")
+def face_video(media_dir) -> Path:
+    """4 s, 25 fps, 800x640, the astronaut moving across, a 440 Hz tone with noise."""
+    return write_video(media_dir / "face.mp4", moving_face_frames(100), audio=tone(4.0))
+
+
+@pytest.fixture(scope="session")
+def face_video_no_audio(media_dir) -> Path:
+    return write_video(media_dir / "face_silent.mp4", moving_face_frames(50))
+
+
+@pytest.fixture(scope="session")
+def faceless_video(media_dir) -> Path:
+    return write_video(media_dir / "faceless.mp4", blank_frames(50), audio=tone(2.0))
+
+
+@pytest.fixture(scope="session")
+def original_models(tmp_path_factory) -> Path:
+    """A models directory holding random-initialised original-layout checkpoints and the res10 files."""
+    directory = tmp_path_factory.mktemp("models")
+    save_original_checkpoints(directory)
+    for name in FACE_FILES:
+        src = SHARED_MODELS / name
+        if src.is_file():
+            shutil.copy(src, directory / name)
+    return directory
+
+
+@pytest.fixture(scope="session")
+def detector(original_models):
+    from deepfake_core import Detector
+
+    face_files_dir()
+    return Detector.load(original_models, device="cpu")

@@ -1,0 +1,69 @@
+import csv
+import json
+import shutil
+import subprocess
+import sys
+
+from deepfake_core.cli import main
+
+
+def test_analyze_json_prints_the_report(capsys, original_models, face_video, detector):
+    code = main(["analyze", str(face_video), "--json", "--models-dir", str(original_models), "--fusion", "adaptive",
+                 "--device", "cpu"])
+    out, err = capsys.readouterr()
+    assert code == 0
+    d = json.loads(out)
+    expected = detector.analyze(face_video, __import__("deepfake_core").AnalysisSettings(fusion="adaptive"))
+    assert d["verdict"] == expected.verdict
+    assert d["fused_real_prob"] == expected.fused_real_prob
+    assert [r["fused_p_fake"] for r in d["timeline"]] == [r.fused_p_fake for r in expected.timeline]
+    assert d["settings"]["fusion"] == "adaptive"
+
+
+def test_analyze_summary(capsys, original_models, face_video):
+    code = main(["analyze", str(face_video), "--models-dir", str(original_models), "--threshold", "0.3",
+                 "--frame-skip", "10"])
+    out, _ = capsys.readouterr()
+    assert code == 0
+    assert "verdict:" in out and "threshold 0.30" in out and "10 frames sampled" in out
+
+
+def test_missing_models_exit_3_with_the_remedy(capsys, tmp_path, face_video):
+    code = main(["analyze", str(face_video), "--models-dir", str(tmp_path)])
+    _, err = capsys.readouterr()
+    assert code == 3
+    assert "epoch_007.pt" in err and str(tmp_path) in err and "deepfake-detect weights pull" in err
+
+
+def test_scan_continues_past_bad_files(tmp_path, original_models, face_video, faceless_video, capsys):
+    folder = tmp_path / "videos"
+    (folder / "sub").mkdir(parents=True)
+    shutil.copy(face_video, folder / "a.mp4")
+    shutil.copy(faceless_video, folder / "sub" / "b.mp4")
+    (folder / "broken.mp4").write_text("garbage")
+    (folder / "readme.txt").write_text("not scanned")
+    out = tmp_path / "results.csv"
+    code = main(["scan", str(folder), "--out", str(out), "--models-dir", str(original_models), "--max-samples", "5"])
+    assert code == 0
+    rows = list(csv.DictReader(out.open()))
+    assert [r["file"] for r in rows] == ["a.mp4", "broken.mp4", "b.mp4"]
+    by = {r["file"]: r for r in rows}
+    assert by["a.mp4"]["verdict"] in ("REAL", "FAKE")
+    assert by["broken.mp4"]["verdict"] == "ERROR" and "UnreadableMedia" in by["broken.mp4"]["error"]
+    assert by["b.mp4"]["verdict"] == "NOT_APPLICABLE" and by["b.mp4"]["reason"] == "no_face"
+
+    jl = tmp_path / "results.jsonl"
+    assert main(["scan", str(folder / "a.mp4"), str(folder / "broken.mp4"), "--out", str(jl),
+                 "--models-dir", str(original_models), "--max-samples", "5"]) == 0
+    records = [json.loads(line) for line in jl.read_text().splitlines()]
+    assert records[0]["timeline"] and records[1]["verdict"] == "ERROR"
+
+
+def test_python_m_and_console_script(original_models, faceless_video):
+    for cmd in ([sys.executable, "-m", "deepfake_core"], [shutil.which("deepfake-detect") or "deepfake-detect"]):
+        p = subprocess.run(cmd + ["analyze", str(faceless_video), "--models-dir", str(original_models), "--json"],
+                           capture_output=True, text=True, timeout=300)
+        assert p.returncode == 0, p.stderr
+        assert json.loads(p.stdout)["reason"] == "no_face"
+    p = subprocess.run([sys.executable, "-m", "deepfake_core", "analyze"], capture_output=True, text=True)
+    assert p.returncode == 2 and "usage" in p.stderr

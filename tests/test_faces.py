@@ -1,0 +1,61 @@
+import numpy as np
+
+from conftest import astronaut_bgr, face_files_dir
+from deepfake_core.faces import (DnnFaceDetector, FaceBox, HaarFaceDetector, HybridFaceDetector, assign_tracks,
+                                 crop_face, iou)
+
+# The astronaut's face in skimage.data.astronaut() (x1, y1, x2, y2), checked by eye.
+TRUE_FACE = FaceBox(175, 55, 275, 175, None, "truth")
+
+
+def dnn():
+    d = face_files_dir()
+    return DnnFaceDetector(d / "deploy.prototxt", d / "res10_300x300_ssd_iter_140000_fp16.caffemodel")
+
+
+def test_res10_finds_the_astronaut():
+    faces = dnn().detect(astronaut_bgr())
+    assert len(faces) == 1
+    face = faces[0]
+    assert face.method == "dnn" and face.confidence > 0.9
+    assert iou(face, TRUE_FACE) > 0.6
+
+
+def test_haar_finds_the_astronaut_without_the_dnn():
+    hybrid = HybridFaceDetector(None, HaarFaceDetector())
+    faces = hybrid.detect(astronaut_bgr())
+    assert faces and all(f.method == "haar" for f in faces)
+    assert max(iou(f, TRUE_FACE) for f in faces) > 0.6
+
+
+def test_every_face_is_returned():
+    img = astronaut_bgr()
+    two = np.concatenate([img, img[:, ::-1]], axis=1)
+    faces = dnn().detect(two)
+    assert len(faces) == 2
+    assert {f.x1 < 512 for f in faces} == {True, False}
+
+
+def test_no_face_in_a_blank_frame():
+    blank = np.full((480, 640, 3), 128, np.uint8)
+    assert HybridFaceDetector(dnn(), HaarFaceDetector()).detect(blank) == []
+
+
+def test_small_faces_are_ignored():
+    small = astronaut_bgr()[::4, ::4]  # face about 25 px
+    assert dnn().detect(np.ascontiguousarray(small)) == []
+
+
+def test_crop_is_the_raw_box_and_margin_is_clipped():
+    img = np.arange(100 * 100 * 3, dtype=np.uint8).reshape(100, 100, 3)
+    box = FaceBox(10, 20, 50, 60, 0.9, "dnn")
+    assert np.array_equal(crop_face(img, box), img[20:60, 10:50])
+    grown = crop_face(img, box, margin=0.5)  # 20 px each side, clipped at the top-left edge
+    assert grown.shape == (80, 70, 3)
+
+
+def test_tracks_follow_overlapping_boxes():
+    a = [FaceBox(0, 0, 100, 100, 1, "dnn"), FaceBox(300, 0, 400, 100, 1, "dnn")]
+    b = [FaceBox(310, 5, 410, 105, 1, "dnn"), FaceBox(5, 5, 105, 105, 1, "dnn")]
+    c = [FaceBox(600, 0, 700, 100, 1, "dnn")]
+    assert assign_tracks([a, b, c]) == [[0, 1], [1, 0], [2]]

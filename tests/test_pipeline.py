@@ -1,0 +1,108 @@
+import json
+
+import numpy as np
+import pytest
+
+from deepfake_core import AnalysisSettings, Detector
+from deepfake_core.pipeline import match_windows
+from deepfake_core.report import NOT_APPLICABLE
+
+
+TOP_KEYS = {"verdict", "reason", "confidence", "fused_real_prob", "threshold", "modalities", "timeline", "tracks",
+            "media", "counts", "timings", "settings", "models"}
+
+
+@pytest.fixture(scope="module")
+def report(detector, face_video):
+    return detector.analyze(face_video, AnalysisSettings(fusion="adaptive"))
+
+
+def test_report_is_complete(report):
+    d = report.to_dict()
+    assert TOP_KEYS <= set(d)
+    json.dumps(d)  # JSON-safe
+    assert d["verdict"] in ("REAL", "FAKE")
+    assert 0.5 <= d["confidence"] <= 1.0 or d["threshold"] != 0.5
+    assert d["counts"]["frames_sampled"] == 20  # 100 frames, every 5th
+    assert d["counts"]["audio_windows"] == 3  # 4 s of audio: windows at 0, 1, 2 s
+    assert d["models"]["video"]["sha256"] and d["models"]["audio"]["sha256"]
+    assert d["models"]["face_detector"]["methods"] == ["dnn", "haar"]
+    assert set(d["modalities"]) == {"video", "audio"}
+    assert d["modalities"]["audio"]["count"] == 3 and d["modalities"]["video"]["count"] == len(d["timeline"])
+    assert d["timings"]["total"] > 0
+
+
+def test_one_timeline_row_per_sampled_frame_with_its_audio_window(report):
+    rows = report.timeline
+    assert [r.frame_index for r in rows] == list(range(0, 100, 5))
+    for r in rows:
+        assert r.detector == "dnn"
+        w = report.audio_windows[r.audio_window]
+        assert w.start_s <= r.time_s <= w.end_s
+        assert r.weight_video + r.weight_audio == pytest.approx(1.0)
+        assert 0.0 <= r.fused_p_fake <= 1.0
+    # later frames belong to later windows: pairing by time, not by counting faces
+    assert rows[0].audio_window == 0 and rows[-1].audio_window == 2
+    assert len(report.tracks) == 1 and report.tracks[0].faces == 20
+
+
+def test_verdict_follows_the_threshold(detector, face_video):
+    low = detector.analyze(face_video, AnalysisSettings(threshold=0.01))
+    high = detector.analyze(face_video, AnalysisSettings(threshold=0.99))
+    assert low.verdict == "REAL" and high.verdict == "FAKE"
+    assert low.fused_real_prob == pytest.approx(high.fused_real_prob)
+
+
+def test_abstention(detector, face_video):
+    r = detector.analyze(face_video, AnalysisSettings(abstain_below=0.999))
+    assert r.verdict == "UNCERTAIN" and r.reason == "abstained"
+
+
+def test_video_without_audio_is_judged_on_video_alone(detector, face_video_no_audio):
+    r = detector.analyze(face_video_no_audio)
+    assert r.verdict in ("REAL", "FAKE")
+    assert not r.modalities["audio"].available
+    assert "no audio track" in r.modalities["audio"].note
+    assert all(row.weight_video == 1.0 and row.audio_window is None for row in r.timeline)
+    assert r.fused_real_prob == pytest.approx(r.modalities["video"].real_prob)
+
+
+def test_faceless_video_is_not_applicable(detector, faceless_video):
+    r = detector.analyze(faceless_video)
+    assert r.verdict == NOT_APPLICABLE and r.reason == "no_face"
+    assert "No face" in r.explanation
+    assert r.timeline == [] and r.confidence is None
+    assert r.modalities["audio"].available  # the audio was still scored and is reported
+
+
+def test_haar_only_when_res10_files_are_absent(original_models, tmp_path, face_video):
+    for name in ("epoch_007.pt", "best_audio_xception.pth"):
+        (tmp_path / name).symlink_to(original_models / name)
+    det = Detector.load(tmp_path, device="cpu")
+    r = det.analyze(face_video, AnalysisSettings(max_samples=4))
+    assert r.models["face_detector"]["methods"] == ["haar"]
+    assert any("Haar cascade only" in n for n in r.notes)
+    assert r.timeline and all(row.detector == "haar" for row in r.timeline)
+
+
+def test_progress_callback_reaches_the_end(detector, face_video):
+    seen = []
+    detector.analyze(face_video, AnalysisSettings(max_samples=5), progress=lambda f, m: seen.append(f))
+    assert seen[0] == 0.0 and seen[-1] == 1.0
+    assert seen == sorted(seen)
+
+
+def test_bf16_matches_fp32(original_models, face_video):
+    fp32 = Detector.load(original_models, device="cpu", precision="fp32")
+    bf16 = Detector.load(original_models, device="cpu", precision="bf16")
+    s = AnalysisSettings(fusion="adaptive", max_samples=10)
+    a, b = fp32.analyze(face_video, s), bf16.analyze(face_video, s)
+    diff = np.abs(np.array([r.fused_p_fake for r in a.timeline]) - np.array([r.fused_p_fake for r in b.timeline]))
+    assert diff.max() < 0.01
+    assert a.models["precision"] == "fp32" and b.models["precision"] == "bf16"
+
+
+def test_match_windows_by_time():
+    spans = [(0.0, 2.0), (1.0, 3.0), (2.0, 4.0)]
+    got = match_windows([0.2, 1.4, 1.6, 2.9, 3.9, 7.5], spans)
+    assert list(got) == [0, 0, 1, 2, 2, 2]
