@@ -13,4 +13,9 @@ fi
 if [ -z "${DEEPFAKE_TEST_FACE_MODELS:-}" ] && [ -d ../shared/models ]; then
   export DEEPFAKE_TEST_FACE_MODELS="$(cd ../shared/models && pwd)"
 fi
+# Chromium for the real-browser test (tests/test_browser.py): Debian's package, driven by Playwright.
+if [ ! -x /usr/bin/chromium ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+fi
 exec .venv/bin/python -m pytest "$@"
