@@ -13,6 +13,11 @@ if [ ! -x .venv/bin/python ]; then
 fi
 .venv/bin/python -m pip install --quiet --upgrade pip
 .venv/bin/python -m pip install --quiet -e .
+# Model files: download (and sha256-check) whatever is missing or corrupt; a failure is explained and
+# the analysis goes on with what is there (it says what it could not judge, or exits 3 without a video model).
+if ! .venv/bin/deepfake-detect weights verify >/dev/null 2>&1; then
+  .venv/bin/deepfake-detect weights pull || echo "run.sh: some model files could not be fetched (see above)" >&2
+fi
 video="$1"; shift
 case "$video" in /*) ;; *) video="$OLDPWD/$video" ;; esac
 exec .venv/bin/deepfake-detect analyze "$video" "$@"

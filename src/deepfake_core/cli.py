@@ -21,7 +21,7 @@ VIDEO_EXTENSIONS = {".mp4", ".m4v", ".mov", ".avi", ".mkv", ".webm", ".mpg", ".m
 EXIT_OK, EXIT_INTERNAL, EXIT_INPUT, EXIT_MODELS = 0, 1, 2, 3
 
 # Modules that add subcommands: each has register(subparsers) -> None, setting `func` on its parsers.
-COMMAND_MODULES: list[str] = ["deepfake_core.serve"]
+COMMAND_MODULES: list[str] = ["deepfake_core.serve", "deepfake_core.weights_cli"]
 
 
 def add_model_options(p: argparse.ArgumentParser) -> None:

@@ -8,6 +8,9 @@ DeepfakeError
 ├── SettingsError         an invalid option (exit code 2)
 ├── CheckpointError       a model file that does not fit or cannot be read safely (exit code 3)
 └── WeightsError          model files missing, corrupt or not downloadable (exit code 3)
+    ├── ModelFilesMissing files the detector needs are not in the models directory
+    ├── DownloadError     a file could not be downloaded (network, HTTP status, stalled server)
+    └── ChecksumMismatch  a download is not the pinned file (its sha256 or size differs)
 """
 
 from __future__ import annotations
@@ -55,8 +58,17 @@ class ModelFilesMissing(WeightsError):
         self.models_dir = str(models_dir)
         self.searched = list(searched or [models_dir])
         where = ", ".join(self.searched)
+        from .weights import install_hint  # the registry knows each file's URL
+
         super().__init__(
-            f"model files missing: {', '.join(self.missing)} (looked in {where}). "
-            f"Get them with:  deepfake-detect weights pull --models-dir {self.models_dir}  "
-            f"or copy them into {self.models_dir}."
+            f"model files missing: {', '.join(self.missing)} (looked in {where}).\n"
+            + install_hint(self.missing, self.models_dir)
         )
+
+
+class DownloadError(WeightsError):
+    """A model file could not be downloaded; the message names the URL and the folder to copy it into."""
+
+
+class ChecksumMismatch(WeightsError):
+    """A downloaded file is not the pinned one (sha256 or size); nothing was installed."""
