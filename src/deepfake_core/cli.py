@@ -32,6 +32,10 @@ def add_model_options(p: argparse.ArgumentParser) -> None:
                    help="where the models run (default: auto = CUDA, MPS, then CPU)")
     p.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"],
                    help="numeric precision of the models (default: auto = bf16 where the hardware has it)")
+    p.add_argument("--video-model", default=None, metavar="original|builtin|PATH",
+                   help="the face model: original (the original checkpoint in the models folder), builtin (the "
+                        "model shipped inside the package, docs/MODEL_CARD.md) or a checkpoint file "
+                        "(default: original when installed, else builtin)")
 
 
 def add_analysis_options(p: argparse.ArgumentParser) -> None:
@@ -68,7 +72,8 @@ def settings_from_args(args: argparse.Namespace):
 def load_detector(args: argparse.Namespace):
     from .pipeline import Detector
 
-    return Detector.load(args.models_dir, device=args.device, precision=args.precision)
+    return Detector.load(args.models_dir, device=args.device, precision=args.precision,
+                         video_model=getattr(args, "video_model", None))
 
 
 def progress_bar(enabled: bool) -> tuple[Callable[[float, str], None], Callable[[], None]]:

@@ -17,7 +17,7 @@ import torch
 from . import __version__
 from .audio import mel_windows, read_audio
 from .checkpoints import LoadedModel, load_model
-from .errors import ModelFilesMissing, NoVideoStream
+from .errors import ModelFilesMissing, NoVideoStream, WeightsError
 from .faces import DnnFaceDetector, FaceBox, HaarFaceDetector, HybridFaceDetector, assign_tracks, crop_face
 from .fusion import fuse, softmax
 from .models import face_tensor
@@ -26,8 +26,9 @@ from .report import (FAKE, NOT_APPLICABLE, REAL, UNCERTAIN, AudioWindow, Modalit
 from .runtime import autocast, pick_device, pick_precision
 from .settings import AnalysisSettings
 from .video import DecodeStats, MediaInfo, probe, read_frames, sample_indices
-from .weights import (AUDIO_FILES, FACE_CAFFEMODELS, FACE_PROTOTXT, VIDEO_FILES, first_existing,
-                      models_dir_candidates, resolve_models_dir)
+from .weights import (AUDIO_FILES, BUILTIN_VIDEO_FILE, FACE_CAFFEMODELS, FACE_PROTOTXT, MODEL_CARD, VIDEO_FILES,
+                      builtin_missing_message, builtin_video_file, first_existing, models_dir_candidates,
+                      resolve_models_dir)
 
 Progress = Callable[[float, str], None]
 THUMBNAIL_SIDE = 320  # pixels, longest side of a kept thumbnail
@@ -79,23 +80,30 @@ class Detector:
              require_audio: bool = False) -> "Detector":
         """Load the models from the models directory (see `weights.resolve_models_dir`).
 
-        The video model is required; without the audio model the detector judges video only and its
+        `video_model`: "original" (the original checkpoint in the models directory), "builtin" (the model
+        shipped inside the package), a file path, or None: the original when it is installed, else the
+        built-in one. The video model is required; without the audio model the detector judges video only and its
         reports say so (unless `require_audio`). Without the res10 files faces are found by Haar alone.
         Raises ModelFilesMissing or CheckpointError.
         """
         directory = resolve_models_dir(models_dir)
         searched = [str(p) for p in models_dir_candidates(models_dir)]
         notes = []
-        video_path = Path(video_model) if video_model else first_existing(directory, VIDEO_FILES)
+        video_path, video_choice = choose_video_model(video_model, directory)
         audio_path = Path(audio_model) if audio_model else first_existing(directory, AUDIO_FILES)
         missing = []
         if video_path is None or not video_path.is_file():
-            missing.append(str(video_path) if video_model else VIDEO_FILES[-1])
+            missing.append(str(video_path) if video_choice == "path" else VIDEO_FILES[-1])
         if require_audio and (audio_path is None or not audio_path.is_file()):
             missing.append(str(audio_path) if audio_model else AUDIO_FILES[-1])
         if missing:
             raise ModelFilesMissing(missing, str(directory), searched)
         video = load_model(video_path, "video")
+        video.metadata.setdefault("choice", video_choice)
+        if video_choice == "builtin":
+            notes.append(f"video judged by the built-in model ({video.metadata.get('name', BUILTIN_VIDEO_FILE)}): "
+                         f"trained by this project on real faces only, against self-blended pseudo-fakes; what it "
+                         f"catches and misses is measured in {MODEL_CARD}")
         audio = None
         if audio_path is not None and audio_path.is_file():
             audio = load_model(audio_path, "audio")
@@ -312,6 +320,27 @@ class _Run:
             timings=timings, settings=self.s.to_dict(), models=self.d.describe_models(),
             audio_windows=self.windows, notes=self.notes, file=self.path.name, thumbnails=self.thumbnails,
         )
+
+
+def choose_video_model(choice: str | os.PathLike | None, directory: Path) -> tuple[Path | None, str]:
+    """(the video model file, which: "original", "builtin" or "path") for a --video-model value.
+
+    None picks the original checkpoint when `directory` holds it, else the built-in model (when this
+    installation has one; else the original's expected place, so the error names the missing file).
+    "builtin" without a shipped model raises WeightsError saying so."""
+    if choice is None or str(choice) == "":
+        original = first_existing(directory, VIDEO_FILES)
+        if original is None and builtin_video_file() is not None:
+            return builtin_video_file(), "builtin"
+        return original, "original"
+    if str(choice) == "original":
+        return first_existing(directory, VIDEO_FILES), "original"
+    if str(choice) == "builtin":
+        path = builtin_video_file()
+        if path is None:
+            raise WeightsError(builtin_missing_message())
+        return path, "builtin"
+    return Path(choice), "path"
 
 
 # -- helpers ---------------------------------------------------------------------------------------------

@@ -62,6 +62,8 @@ class AnalysisSettings:
     max_frame_pixels: int = 7680 * 4320
     # How many sampled frames to keep as small thumbnails (with their face boxes) for display.
     thumbnails: int = 8
+    # The calibration file whose fitted values these settings carry (set by the commands; None: none used).
+    calibration: str | None = None
 
     def __post_init__(self) -> None:
         check_choice("fusion", self.fusion, FUSION_STRATEGIES)
