@@ -21,7 +21,7 @@ VIDEO_EXTENSIONS = {".mp4", ".m4v", ".mov", ".avi", ".mkv", ".webm", ".mpg", ".m
 EXIT_OK, EXIT_INTERNAL, EXIT_INPUT, EXIT_MODELS = 0, 1, 2, 3
 
 # Modules that add subcommands: each has register(subparsers) -> None, setting `func` on its parsers.
-COMMAND_MODULES: list[str] = ["deepfake_core.serve", "deepfake_core.weights_cli"]
+COMMAND_MODULES: list[str] = ["deepfake_core.serve", "deepfake_core.weights_cli", "deepfake_core.train.cli"]
 
 
 def add_model_options(p: argparse.ArgumentParser) -> None:
@@ -46,10 +46,14 @@ def add_analysis_options(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("analysis settings")
     g.add_argument("--fusion", choices=FUSION_STRATEGIES, default="equal",
                    help="how video and audio are combined (default: equal)")
-    g.add_argument("--audio-temperature", type=float, default=2.0, metavar="T",
-                   help="divide audio logits by T before fusion (default: 2.0)")
-    g.add_argument("--threshold", type=float, default=0.5, metavar="X",
-                   help="REAL when the mean fused real probability is above X (default: 0.5)")
+    g.add_argument("--audio-temperature", type=float, default=None, metavar="T",
+                   help="divide audio logits by T before fusion (default: the calibration's, else 2.0)")
+    g.add_argument("--video-temperature", type=float, default=None, metavar="T",
+                   help="divide video logits by T (default: the calibration's, else 1.0)")
+    g.add_argument("--threshold", type=float, default=None, metavar="X",
+                   help="REAL when the mean fused real probability is above X (default: the calibration's, else 0.5)")
+    g.add_argument("--no-calibration", action="store_true",
+                   help="ignore calibration.json in the models folder (deepfake-detect calibrate writes it)")
     g.add_argument("--frame-skip", type=int, default=5, metavar="N", help="look at every N-th frame (default: 5)")
     g.add_argument("--max-samples", type=int, default=60, metavar="N",
                    help="at most N sampled frames, spread over the whole video (default: 60)")
@@ -62,11 +66,30 @@ def add_analysis_options(p: argparse.ArgumentParser) -> None:
 def settings_from_args(args: argparse.Namespace):
     from .settings import AnalysisSettings
 
+    given = {name: getattr(args, name, None) for name in ("audio_temperature", "video_temperature", "threshold")}
     return AnalysisSettings(
-        fusion=args.fusion, audio_temperature=args.audio_temperature, threshold=args.threshold,
+        fusion=args.fusion, **{name: value for name, value in given.items() if value is not None},
         frame_skip=args.frame_skip, max_samples=args.max_samples, abstain_below=args.abstain_below,
         face_margin=args.face_margin,
     )
+
+
+def calibrated_settings(args: argparse.Namespace, settings, detector):
+    """`settings` with the models folder's calibration.json applied to the values not given on the command
+    line (unless --no-calibration); the report names it in its settings and a note. A calibration fitted
+    for other model files is ignored, with a note."""
+    if getattr(args, "no_calibration", False):
+        return settings
+    from .calibration import CALIBRATED_FIELDS, apply_calibration, find_calibration
+
+    calibration, path, note = find_calibration(detector.models_dir, detector.video.sha256,
+                                               detector.audio.sha256 if detector.audio is not None else None)
+    if calibration is not None:
+        explicit = {name for name in CALIBRATED_FIELDS if getattr(args, name, None) is not None}
+        settings, note = apply_calibration(settings, calibration, explicit, str(path))
+    if note and note not in detector.load_notes:
+        detector.load_notes.append(note)
+    return settings
 
 
 def load_detector(args: argparse.Namespace):
@@ -98,6 +121,7 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     if not Path(args.video).exists():
         raise InputError(f"no such file: {args.video}")
     detector = load_detector(args)
+    settings = calibrated_settings(args, settings, detector)
     update, close = progress_bar(not args.quiet and sys.stderr.isatty())
     try:
         report = detector.analyze(args.video, settings, progress=update)
@@ -151,6 +175,7 @@ def cmd_scan(args: argparse.Namespace) -> int:
     if not videos:
         raise InputError(f"no video files found in {', '.join(args.paths)}")
     detector = load_detector(args)
+    settings = calibrated_settings(args, settings, detector)
     out.parent.mkdir(parents=True, exist_ok=True)
     errors = 0
     with open(out, "w", newline="", encoding="utf-8") as f:
