@@ -13,11 +13,13 @@ from deepfake_core.errors import MediaTooLarge, UnreadableMedia
 
 
 @pytest.fixture
-def no_new_temp_files():
-    before = set(os.listdir(tempfile.gettempdir()))
+def no_new_temp_files(tmp_path_factory, monkeypatch):
+    """Point the process's temporary directory at an empty folder and check it is still empty after."""
+    scratch = tmp_path_factory.mktemp("scratch")
+    monkeypatch.setenv("TMPDIR", str(scratch))
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
     yield
-    after = set(os.listdir(tempfile.gettempdir()))
-    assert after - before == set()
+    assert os.listdir(scratch) == []
 
 
 def cli(capsys, *args):

@@ -3,6 +3,7 @@ import json
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 from deepfake_core.cli import main
 
@@ -60,7 +61,8 @@ def test_scan_continues_past_bad_files(tmp_path, original_models, face_video, fa
 
 
 def test_python_m_and_console_script(original_models, faceless_video):
-    for cmd in ([sys.executable, "-m", "deepfake_core"], [shutil.which("deepfake-detect") or "deepfake-detect"]):
+    script = Path(sys.executable).parent / "deepfake-detect"  # the console script installed beside this Python
+    for cmd in ([sys.executable, "-m", "deepfake_core"], [str(script)]):
         p = subprocess.run(cmd + ["analyze", str(faceless_video), "--models-dir", str(original_models), "--json"],
                            capture_output=True, text=True, timeout=300)
         assert p.returncode == 0, p.stderr

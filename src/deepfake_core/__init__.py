@@ -8,14 +8,28 @@
 
 __version__ = "0.1.0"
 
-from .errors import (CheckpointError, DeepfakeError, InputError, MediaTooLarge, ModelFilesMissing,  # noqa: E402
-                     NoVideoStream, SettingsError, UnreadableMedia, WeightsError)
-from .pipeline import Detector  # noqa: E402
-from .report import Report  # noqa: E402
+from .errors import (CheckpointError, ChecksumMismatch, DeepfakeError, DownloadError, InputError,  # noqa: E402
+                     MediaTooLarge, ModelFilesMissing, NoVideoStream, SettingsError, UnreadableMedia, WeightsError)
 from .settings import AnalysisSettings  # noqa: E402
 
+# Detector and Report pull in torch; load them on first use so `deepfake-detect weights ...` and
+# `import deepfake_core.errors` start fast.
+_LAZY = {"Detector": ".pipeline", "Report": ".report"}
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        import importlib
+
+        value = getattr(importlib.import_module(_LAZY[name], __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 __all__ = [
-    "AnalysisSettings", "CheckpointError", "DeepfakeError", "Detector", "InputError", "MediaTooLarge",
+    "AnalysisSettings", "CheckpointError", "ChecksumMismatch", "DeepfakeError", "Detector", "DownloadError",
+    "InputError", "MediaTooLarge",
     "ModelFilesMissing", "NoVideoStream", "Report", "SettingsError", "UnreadableMedia", "WeightsError",
     "__version__",
 ]
