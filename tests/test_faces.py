@@ -1,8 +1,9 @@
+import cv2
 import numpy as np
 
 from conftest import astronaut_bgr, face_files_dir
-from deepfake_core.faces import (DnnFaceDetector, FaceBox, HaarFaceDetector, HybridFaceDetector, assign_tracks,
-                                 crop_face, iou)
+from deepfake_core.faces import (MIN_FACE, DnnFaceDetector, FaceBox, HaarFaceDetector, HybridFaceDetector,
+                                 assign_tracks, crop_face, iou)
 
 # The astronaut's face in skimage.data.astronaut() (x1, y1, x2, y2), checked by eye.
 TRUE_FACE = FaceBox(175, 55, 275, 175, None, "truth")
@@ -59,3 +60,21 @@ def test_tracks_follow_overlapping_boxes():
     b = [FaceBox(310, 5, 410, 105, 1, "dnn"), FaceBox(5, 5, 105, 105, 1, "dnn")]
     c = [FaceBox(600, 0, 700, 100, 1, "dnn")]
     assert assign_tracks([a, b, c]) == [[0, 1], [1, 0], [2]]
+
+
+def test_haar_on_a_downscaled_copy_finds_the_same_face_in_full_frame_coordinates():
+    """A 1080p frame: the cascade runs on a copy at most HAAR_MAX_SIDE wide; boxes come back in full-frame
+    pixels, on the face, at least MIN_FACE on each side."""
+    frame = np.full((1080, 1920, 3), 90, np.uint8)
+    face = cv2.resize(astronaut_bgr(), (1024, 1024))  # the face becomes about 200 px
+    frame[28:1052, 700:1724] = face
+    truth = FaceBox(700 + 350, 28 + 110, 700 + 550, 28 + 350, None, "truth")
+    full = HaarFaceDetector(max_side=None).detect(frame)
+    small = HaarFaceDetector().detect(frame)
+    assert max(iou(f, truth) for f in full) > 0.5
+    assert max(iou(f, truth) for f in small) > 0.5
+    best_full = max(full, key=lambda f: iou(f, truth))
+    best_small = max(small, key=lambda f: iou(f, truth))
+    assert iou(best_full, best_small) > 0.8
+    assert all(f.width >= MIN_FACE and f.height >= MIN_FACE for f in small)
+    assert all(0 <= f.x1 < f.x2 <= 1920 and 0 <= f.y1 < f.y2 <= 1080 for f in small)

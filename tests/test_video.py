@@ -113,3 +113,39 @@ def test_audio_only_has_no_video_stream(tmp_path):
 
     with pytest.raises(NoVideoStream, match="audio-only"):
         probe(write_audio_only(tmp_path / "a.m4a", tone(1.0)))
+
+
+def test_seeking_gives_the_same_frames_as_decoding_everything(tmp_path):
+    """Samples far apart (a long video): read_frames lists the packets and jumps to the keyframe before each
+    sample. The frames (numbers, times, pixels) are those that decoding front to back gives, for less work."""
+    import av
+
+    path = tmp_path / "gop.mp4"
+    with av.open(str(path), "w") as out:
+        s = out.add_stream("libx264", rate=25, options={"g": "25", "bf": "3"})  # a keyframe every second
+        s.width, s.height, s.pix_fmt = 320, 240, "yuv420p"
+        for i, img in enumerate(blank_frames(400, size=(240, 320))):
+            img[:40, :40] = i % 256
+            for packet in s.encode(av.VideoFrame.from_ndarray(img, format="bgr24")):
+                out.mux(packet)
+        for packet in s.encode():
+            out.mux(packet)
+    indices = sample_indices(400, 5, 6)  # 66 or 67 frames apart
+    assert min(np.diff(indices)) > 48
+    seq_stats, seek_stats = DecodeStats(), DecodeStats()
+    seq = list(read_frames(path, indices, seq_stats, seek=False))
+    jumped = list(read_frames(path, indices, seek_stats))
+    assert [f.index for f in jumped] == [f.index for f in seq] == indices
+    assert [f.time_s for f in jumped] == pytest.approx([i / 25 for i in indices], abs=1e-3)
+    assert all(np.array_equal(a.image, b.image) for a, b in zip(seq, jumped))
+    assert abs(int(jumped[3].image[10, 10, 0]) - indices[3] % 256) < 8  # the frame it claims to be
+    assert seq_stats.frames_decoded == indices[-1] + 1
+    assert seek_stats.frames_decoded < seq_stats.frames_decoded / 3
+    assert seek_stats.frames_converted == len(indices)
+
+
+def test_samples_far_apart_within_one_keyframe_interval_are_decoded_in_one_pass(face_video):
+    stats = DecodeStats()
+    got = list(read_frames(face_video, [0, 99], stats))  # 99 frames apart, but no keyframe between
+    assert [f.index for f in got] == [0, 99]
+    assert stats.frames_decoded == 100

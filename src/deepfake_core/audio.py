@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import av
@@ -95,6 +96,21 @@ def mel_windows(
     identical channels — and each window's (start, end) in seconds. A window between 80 % and 100 % of
     `window_s` is zero-padded to full length; N is 0 for a track shorter than 80 % of one window.
     """
+    images, times = [], []
+    for batch, spans in mel_batches(samples, 64, sample_rate, window_s, overlap):
+        images.append(batch)
+        times.extend(spans)
+    if not images:
+        return torch.zeros((0, 3, INPUT_SIZE, INPUT_SIZE), dtype=torch.float32), []
+    return torch.cat(images), times
+
+
+def mel_batches(
+    samples: np.ndarray, batch_size: int, sample_rate: int = SAMPLE_RATE, window_s: float = WINDOW_S,
+    overlap: float = OVERLAP,
+) -> Iterator[tuple[torch.Tensor, list[tuple[float, float]]]]:
+    """`mel_windows`, at most `batch_size` windows at a time: each window's image is 1 MB, so a long track
+    is scored in bounded memory. Yields ((n, 3, 299, 299) float32, n (start, end) times in seconds)."""
     samples = np.asarray(samples, dtype=np.float32).reshape(-1)
     win = int(window_s * sample_rate)
     images, times = [], []
@@ -104,6 +120,8 @@ def mel_windows(
             segment = np.pad(segment, (0, win - len(segment)))
         images.append(mel_image(log_mel(segment, sample_rate)))
         times.append((start / sample_rate, end / sample_rate))
-    if not images:
-        return torch.zeros((0, 3, INPUT_SIZE, INPUT_SIZE), dtype=torch.float32), []
-    return torch.stack(images), times
+        if len(images) == batch_size:
+            yield torch.stack(images), times
+            images, times = [], []
+    if images:
+        yield torch.stack(images), times

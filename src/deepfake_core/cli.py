@@ -43,6 +43,9 @@ def add_analysis_options(p: argparse.ArgumentParser) -> None:
     from .settings import FUSION_STRATEGIES
 
     add_model_options(p)
+    p.add_argument("--compile", action="store_true",
+                   help="torch.compile the models: faster on a GPU once compiled, but each new batch shape "
+                        "compiles first (minutes on a CPU); for long-running scans")
     g = p.add_argument_group("analysis settings")
     g.add_argument("--fusion", choices=FUSION_STRATEGIES, default="equal",
                    help="how video and audio are combined (default: equal)")
@@ -96,7 +99,7 @@ def load_detector(args: argparse.Namespace):
     from .pipeline import Detector
 
     return Detector.load(args.models_dir, device=args.device, precision=args.precision,
-                         video_model=getattr(args, "video_model", None))
+                         video_model=getattr(args, "video_model", None), compile=getattr(args, "compile", False))
 
 
 def progress_bar(enabled: bool) -> tuple[Callable[[float, str], None], Callable[[], None]]:

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import contextlib
+import itertools
 import os
+import queue
 import threading
 import time
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
@@ -15,7 +18,7 @@ import numpy as np
 import torch
 
 from . import __version__
-from .audio import mel_windows, read_audio
+from .audio import SAMPLE_RATE, mel_batches, read_audio, window_spans
 from .checkpoints import LoadedModel, load_model
 from .errors import ModelFilesMissing, NoVideoStream, WeightsError
 from .faces import DnnFaceDetector, FaceBox, HaarFaceDetector, HybridFaceDetector, assign_tracks, crop_face
@@ -23,7 +26,7 @@ from .fusion import fuse, softmax
 from .models import face_tensor
 from .report import (FAKE, NOT_APPLICABLE, REAL, UNCERTAIN, AudioWindow, ModalityResult, Report, Thumbnail,
                      TimelineRow, Track)
-from .runtime import autocast, pick_device, pick_precision
+from .runtime import autocast, pick_device, pick_precision, prepare_for_inference
 from .settings import AnalysisSettings
 from .video import DecodeStats, MediaInfo, probe, read_frames, sample_indices
 from .weights import (AUDIO_FILES, BUILTIN_VIDEO_FILE, FACE_CAFFEMODELS, FACE_PROTOTXT, MODEL_CARD, VIDEO_FILES,
@@ -32,6 +35,8 @@ from .weights import (AUDIO_FILES, BUILTIN_VIDEO_FILE, FACE_CAFFEMODELS, FACE_PR
 
 Progress = Callable[[float, str], None]
 THUMBNAIL_SIDE = 320  # pixels, longest side of a kept thumbnail
+WARMUP_BATCH = 2  # inputs per network in the warm-up pass at load
+GPU_MIN_BATCH = 64  # inputs per forward pass on CUDA, at least (settings.batch_size when larger)
 
 
 class StageTimer:
@@ -58,7 +63,7 @@ class Detector:
 
     def __init__(self, video: LoadedModel, audio: LoadedModel | None, faces: HybridFaceDetector,
                  device: torch.device, precision: str, models_dir: Path, notes: list[str] | None = None,
-                 face_files: list[Path] | None = None):
+                 face_files: list[Path] | None = None, compile: bool = False, warmup: bool = True):
         self.video = video
         self.audio = audio
         self.faces = faces
@@ -68,22 +73,43 @@ class Detector:
         self.load_notes = list(notes or [])
         self.face_files = list(face_files or [])
         self._face_lock = threading.Lock()  # cv2.dnn networks are not thread-safe
+        # Decode and find faces in a background thread while the networks run (see _Run.execute).
+        self.overlap = True
+        # A GPU runs big batches as fast as small ones: at least this many inputs per forward pass.
+        self.min_batch = GPU_MIN_BATCH if device.type == "cuda" else 1
+        if device.type == "cuda":
+            torch.backends.cudnn.benchmark = True  # pick the fastest convolution for each batch shape
+        # Inference copies of the networks (BatchNorm folded, channels_last, on the device); `video.module` and
+        # `audio.module` stay as loaded.
+        self._nets: dict[str, torch.nn.Module] = {}
+        self.optimizations: dict[str, list[str]] = {}
         for loaded in (video, audio):
             if loaded is not None:
-                loaded.module.to(device)
-                if device.type in ("cpu", "cuda"):
-                    loaded.module.to(memory_format=torch.channels_last)
+                net, done = prepare_for_inference(loaded.module, device, precision, compile)
+                self._nets[loaded.spec.modality], self.optimizations[loaded.spec.modality] = net, done
+        if warmup:
+            self.warm_up()
+
+    def warm_up(self, batch_size: int = WARMUP_BATCH) -> None:
+        """One forward pass per network, so the first analysis does not pay for oneDNN / cuDNN setup."""
+        for loaded in (self.video, self.audio):
+            if loaded is not None:
+                size = loaded.spec.input_size
+                self._forward(loaded, [torch.zeros(3, size, size)] * batch_size)
 
     @classmethod
     def load(cls, models_dir: str | os.PathLike | None = None, device: str = "auto", precision: str = "auto",
              video_model: str | os.PathLike | None = None, audio_model: str | os.PathLike | None = None,
-             require_audio: bool = False) -> "Detector":
+             require_audio: bool = False, compile: bool = False, warmup: bool = True) -> "Detector":
         """Load the models from the models directory (see `weights.resolve_models_dir`).
 
         `video_model`: "original" (the original checkpoint in the models directory), "builtin" (the model
         shipped inside the package), a file path, or None: the original when it is installed, else the
         built-in one. The video model is required; without the audio model the detector judges video only and its
         reports say so (unless `require_audio`). Without the res10 files faces are found by Haar alone.
+        `precision`: auto (bf16 where the hardware runs it natively: a CUDA GPU with bf16, a CPU with
+        AVX512-BF16 or AMX), fp32 or bf16. `compile`: torch.compile the networks (pays on CUDA; each new batch
+        shape compiles first). `warmup`: run each network once now rather than in the first analysis.
         Raises ModelFilesMissing or CheckpointError.
         """
         directory = resolve_models_dir(models_dir)
@@ -111,7 +137,8 @@ class Detector:
             notes.append(f"audio not judged: the audio model ({AUDIO_FILES[-1]}) is not in {directory}")
         faces, face_files = _load_face_detector(directory, notes)
         dev = pick_device(device)
-        return cls(video, audio, faces, dev, pick_precision(precision, dev), directory, notes, face_files)
+        return cls(video, audio, faces, dev, pick_precision(precision, dev), directory, notes, face_files,
+                   compile=compile, warmup=warmup)
 
     # ----------------------------------------------------------------------------------------------
     def describe_models(self) -> dict:
@@ -124,16 +151,19 @@ class Detector:
             },
             "device": str(self.device),
             "precision": self.precision,
+            "optimizations": self.optimizations,
             "models_dir": str(self.models_dir),
             "version": __version__,
         }
 
     def _forward(self, loaded: LoadedModel, batch: list[torch.Tensor]) -> np.ndarray:
-        x = torch.stack(batch).to(self.device)
+        x = torch.stack(batch)
+        if self.device.type == "cuda":
+            x = x.pin_memory().to(self.device, non_blocking=True)
         if self.device.type in ("cpu", "cuda"):
             x = x.contiguous(memory_format=torch.channels_last)
         with torch.inference_mode(), autocast(self.device, self.precision):
-            logits = loaded.module(x)
+            logits = self._nets[loaded.spec.modality](x.to(self.device))
         return logits.float().cpu().numpy()
 
     def _score(self, loaded: LoadedModel, items: torch.Tensor | list[torch.Tensor], batch_size: int) -> np.ndarray:
@@ -166,6 +196,7 @@ class _Run:
         self.windows: list[AudioWindow] = []
         self.audio_logits = np.zeros((0, 2))
         self.stats = DecodeStats()
+        self.batch = max(settings.batch_size, detector.min_batch)  # inputs per forward pass
 
     def execute(self) -> Report:
         self.notify(0.0, "reading the file")
@@ -177,11 +208,18 @@ class _Run:
             return self._not_applicable("no_video_stream")
         if self.info.is_still_image:
             return self._not_applicable("still_image")
-        self._score_audio()
         indices = sample_indices(self.info.frame_count, self.s.frame_skip, self.s.max_samples)
         if not indices:
+            self._score_audio()
             return self._not_applicable("too_short")
-        rows, logits, thumbs = self._score_faces(indices)
+        # Frames are decoded, searched for faces and cropped in a background thread while this one runs
+        # the networks (the audio first, then the faces as they come).
+        faces = _frame_faces(self, indices)
+        if self.d.overlap:
+            faces = _Background(faces, depth=2 * self.batch)
+        with contextlib.closing(faces):
+            self._score_audio()
+            rows, logits, thumbs = self._score_faces(faces, len(indices))
         self.thumbnails = thumbs
         if not rows:
             return self._not_applicable("no_face")
@@ -197,61 +235,57 @@ class _Run:
         self.notify(0.02, "decoding audio")
         with self.timer("audio_decode_mel"):
             samples = read_audio(self.path)
-            if samples is None:
-                self.notes.append("audio not judged: the file has no audio track")
-                return
-            images, spans = mel_windows(samples, window_s=self.s.audio_window_s, overlap=self.s.audio_overlap)
-        if not spans:
+        if samples is None:
+            self.notes.append("audio not judged: the file has no audio track")
+            return
+        count = len(window_spans(len(samples), SAMPLE_RATE, self.s.audio_window_s, self.s.audio_overlap))
+        if not count:
             self.notes.append(
-                f"audio not judged: the track is {len(samples) / 16000:.2f} s, shorter than one "
+                f"audio not judged: the track is {len(samples) / SAMPLE_RATE:.2f} s, shorter than one "
                 f"{self.s.audio_window_s:.1f} s window (80 % needed)")
             return
-        self.notify(0.05, f"scoring {len(spans)} audio windows")
-        with self.timer("audio_model"):
-            self.audio_logits = self.d._score(self.d.audio, images, self.s.batch_size)
+        self.notify(0.05, f"scoring {count} audio windows")
+        # mel images a batch at a time (1 MB each), so a long track needs little memory
+        batches = mel_batches(samples, self.batch, window_s=self.s.audio_window_s,
+                              overlap=self.s.audio_overlap)
+        logits, spans = [], []
+        while True:
+            with self.timer("audio_decode_mel"):
+                batch = next(batches, None)
+            if batch is None:
+                break
+            with self.timer("audio_model"):
+                logits.append(self.d._score(self.d.audio, batch[0], self.batch))
+            spans.extend(batch[1])
+        self.audio_logits = np.concatenate(logits)
         p_fake = softmax(self.audio_logits / self.s.audio_temperature)[:, 0]
         self.windows = [AudioWindow(i, a, b, float(p)) for i, ((a, b), p) in enumerate(zip(spans, p_fake))]
 
     # -- video ---------------------------------------------------------------------------------------
-    def _score_faces(self, indices: list[int]):
-        spec = self.d.video.spec
+    def _score_faces(self, faces: Iterator[_FrameFaces], planned: int):
         rows: list[tuple[int, float, FaceBox]] = []
         logits: list[np.ndarray] = []
         pending: list[torch.Tensor] = []
         thumbs: list[Thumbnail] = []
-        keep = _thumbnail_positions(len(indices), self.s.thumbnails)
-        frames = read_frames(self.path, indices, self.stats)
-        done = 0
-        with contextlib.closing(frames):
-            while True:
-                with self.timer("probe_decode"):
-                    frame = next(frames, None)
-                if frame is None:
-                    break
-                with self.timer("face_detection"), self.d._face_lock:
-                    boxes = self.d.faces.detect(frame.image)[: self.s.max_faces_per_frame]
-                with self.timer("crop_preprocess"):
-                    for box in boxes:
-                        crop = crop_face(frame.image, box, self.s.face_margin)
-                        pending.append(face_tensor(cv2.cvtColor(crop, cv2.COLOR_BGR2RGB), spec))
-                        rows.append((frame.index, frame.time_s, box))
-                    if done in keep:
-                        thumbs.append(_thumbnail(frame.image, frame.index, frame.time_s, boxes))
-                if len(pending) >= self.s.batch_size:
-                    with self.timer("video_model"):
-                        logits.append(self.d._score(self.d.video, pending, self.s.batch_size))
-                    pending = []
-                done += 1
-                self.notify(0.08 + 0.9 * done / len(indices), f"frame {done}/{len(indices)}: {len(rows)} faces so far")
+        for done, item in enumerate(faces, start=1):
+            pending.extend(item.inputs)
+            rows.extend((item.index, item.time_s, box) for box in item.boxes)
+            if item.thumbnail is not None:
+                thumbs.append(item.thumbnail)
+            if len(pending) >= self.batch:
+                with self.timer("video_model"):
+                    logits.append(self.d._score(self.d.video, pending, self.batch))
+                pending = []
+            self.notify(0.08 + 0.9 * done / planned, f"frame {done}/{planned}: {len(rows)} faces so far")
         if pending:
             with self.timer("video_model"):
-                logits.append(self.d._score(self.d.video, pending, self.s.batch_size))
+                logits.append(self.d._score(self.d.video, pending, self.batch))
         if self.stats.error:
             self.notes.append(self.stats.error)
         sampled = self.stats.frames_converted
-        if sampled < len(indices) and not self.stats.error:
+        if sampled < planned and not self.stats.error:
             self.notes.append(f"the video had fewer frames than its header says: {sampled} of "
-                              f"{len(indices)} planned samples were read")
+                              f"{planned} planned samples were read")
         self.sampled = sampled
         return rows, (np.concatenate(logits) if logits else np.zeros((0, 2))), thumbs
 
@@ -341,6 +375,100 @@ def choose_video_model(choice: str | os.PathLike | None, directory: Path) -> tup
             raise WeightsError(builtin_missing_message())
         return path, "builtin"
     return Path(choice), "path"
+
+
+# -- frames to faces (the producer side) ---------------------------------------------------------------
+@dataclass
+class _FrameFaces:
+    index: int  # frame number
+    time_s: float
+    boxes: list[FaceBox]
+    inputs: list[torch.Tensor]  # one (3, S, S) video-model input per box
+    thumbnail: Thumbnail | None
+
+
+def _frame_faces(run: _Run, indices: list[int]) -> Iterator[_FrameFaces]:
+    """Decode the sampled frames, find their faces and make each face's model input, frame by frame."""
+    spec, s = run.d.video.spec, run.s
+    keep = _thumbnail_positions(len(indices), s.thumbnails)
+    frames = read_frames(run.path, indices, run.stats)
+    with contextlib.closing(frames):
+        for done in itertools.count():
+            with run.timer("probe_decode"):
+                frame = next(frames, None)
+            if frame is None:
+                return
+            with run.timer("face_detection"), run.d._face_lock:
+                boxes = run.d.faces.detect(frame.image)[: s.max_faces_per_frame]
+            with run.timer("crop_preprocess"):
+                inputs = [face_tensor(cv2.cvtColor(crop_face(frame.image, box, s.face_margin), cv2.COLOR_BGR2RGB),
+                                      spec) for box in boxes]
+                thumbnail = _thumbnail(frame.image, frame.index, frame.time_s, boxes) if done in keep else None
+            yield _FrameFaces(frame.index, frame.time_s, boxes, inputs, thumbnail)
+
+
+class _Background:
+    """Iterates `items` in a daemon thread, up to `depth` items ahead of the consumer. An exception in the
+    thread is raised in the consumer; close() stops the thread (and closes `items`) early."""
+
+    _END = object()
+
+    def __init__(self, items: Iterator, depth: int):
+        self._items = items
+        self._queue: queue.Queue = queue.Queue(maxsize=max(1, depth))
+        self._stop = threading.Event()
+        self._finished = False
+        self._thread = threading.Thread(target=self._work, name="deepfake-frames", daemon=True)
+        self._thread.start()
+
+    def _work(self) -> None:
+        # Small torch ops here (input normalisation) must not start a second team of OpenMP threads
+        # next to the one running the networks: this thread's torch ops run single-threaded.
+        torch.set_num_threads(1)
+        try:
+            for item in self._items:
+                if not self._put(item):
+                    return
+            self._put(self._END)
+        except BaseException as e:  # handed to the consumer, which raises it
+            self._put(_Failure(e))
+        finally:
+            close = getattr(self._items, "close", None)
+            if close is not None:
+                close()
+
+    def _put(self, item) -> bool:
+        while not self._stop.is_set():
+            try:
+                self._queue.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        if self._finished:
+            raise StopIteration
+        item = self._queue.get()
+        if item is self._END:
+            self._finished = True
+            raise StopIteration
+        if isinstance(item, _Failure):
+            self._finished = True
+            raise item.error
+        return item
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+@dataclass
+class _Failure:
+    error: BaseException
 
 
 # -- helpers ---------------------------------------------------------------------------------------------

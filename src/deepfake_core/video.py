@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import bisect
+import itertools
 import math
 import os
 from collections.abc import Iterator
@@ -16,6 +18,9 @@ from .settings import AnalysisSettings
 
 # Demuxers that hold a single picture rather than a video.
 _IMAGE_FORMATS = {"image2", "image2pipe"}
+# frames: when samples are further apart than this, read_frames seeks to the keyframe before a sample
+# whenever that skips decoding at least this many frames (a seek restarts the decoder, which costs a few frames)
+SEEK_MIN_SKIP = 48
 
 
 @dataclass(frozen=True)
@@ -186,23 +191,36 @@ def read_frames(
     path: str | os.PathLike,
     indices: list[int],
     stats: DecodeStats | None = None,
+    seek: bool = True,
 ) -> Iterator[SampledFrame]:
-    """Decode `path` front to back and yield the frames whose numbers are in `indices` (BGR).
+    """Decode `path` and yield the frames whose numbers are in `indices` (BGR), in order.
 
-    Frames not in `indices` are decoded (the codec needs them) but never converted to arrays.
+    Frames not in `indices` are decoded only as far as the codec needs them and never converted to arrays.
+    When the samples are far apart (a long video: see SEEK_MIN_SKIP) and `seek`, the packets are listed first
+    (no decoding) to learn every frame's number and the keyframes, and decoding jumps to the keyframe before a
+    sample instead of decoding everything in between; the frames yielded are the same.
     A decode error after the first frame ends the iteration and is recorded in `stats.error`;
     one before any frame raises UnreadableMedia.
     """
     stats = stats if stats is not None else DecodeStats()
-    wanted = set(indices)
-    last = max(indices) if indices else -1
+    wanted = sorted(set(indices))
+    plan = None
+    if seek and len(wanted) > 1 and max(b - a for a, b in zip(wanted, wanted[1:])) > SEEK_MIN_SKIP:
+        plan = _frame_index(path)
+    if plan is None:
+        yield from _read_sequential(path, wanted, stats)
+    else:
+        yield from _read_seeking(path, wanted, plan, stats)
+    if stats.frames_decoded == 0:
+        raise UnreadableMedia(f"{Path(path).name!r} contains no decodable video frames")
+
+
+def _read_sequential(path, wanted: list[int], stats: DecodeStats) -> Iterator[SampledFrame]:
+    wanted_set = set(wanted)
+    last = wanted[-1] if wanted else -1
     with _open(path) as container:
-        if not container.streams.video:
-            raise NoVideoStream(f"{Path(path).name!r} has no video stream")
-        stream = container.streams.video[0]
-        stream.thread_type = "AUTO"
-        start = stream.start_time if stream.start_time is not None else 0
-        time_base = float(stream.time_base) if stream.time_base is not None else 0.0
+        stream = _video_stream(container, path)
+        start, time_base = _time_origin(stream)
         position = 0
         try:
             for frame in container.decode(stream):
@@ -211,16 +229,109 @@ def read_frames(
                 if t is None:
                     t = position / float(stream.average_rate or 25)
                 stats.last_time_s = max(stats.last_time_s, t)
-                if position in wanted:
-                    image = frame.to_ndarray(format="bgr24")
-                    stats.frames_converted += 1
-                    yield SampledFrame(position, max(0.0, float(t)), apply_rotation(image, _clockwise(frame)))
+                if position in wanted_set:
+                    yield _sampled(frame, position, t, stats)
                 position += 1
                 if position > last:
                     break
         except av.error.FFmpegError as e:
-            if stats.frames_decoded == 0:
-                raise UnreadableMedia(f"cannot decode {Path(path).name!r}: {_ffmpeg_reason(e)}") from e
-            stats.error = f"decoding stopped at frame {position}: {_ffmpeg_reason(e)} (file truncated or corrupt?)"
+            _decode_error(path, e, position, stats)
+
+
+@dataclass(frozen=True)
+class _FrameIndex:
+    pts: list[int]  # every frame's pts in presentation order: frame n has pts[n]
+    keyframes: list[int]  # frame numbers of the keyframes, ascending
+
+
+def _frame_index(path) -> _FrameIndex | None:
+    """Every frame's pts and the keyframes, from the packets alone (nothing decoded); None when a packet
+    has no pts or the file cannot be read to the end (the caller then decodes front to back)."""
+    try:
+        with _open(path) as container:
+            stream = _video_stream(container, path)
+            packets = [(p.pts, p.is_keyframe) for p in container.demux(stream) if p.size]
+    except (av.error.FFmpegError, UnreadableMedia, NoVideoStream):
+        return None
+    if not packets or any(pts is None for pts, _ in packets):
+        return None
+    pts = sorted(pts for pts, _ in packets)
+    if len(set(pts)) != len(pts):
+        return None
+    rank = {p: n for n, p in enumerate(pts)}
+    keyframes = sorted(rank[p] for p, key in packets if key)
+    if not keyframes or keyframes[0] != 0:
+        return None
+    return _FrameIndex(pts, keyframes)
+
+
+def _read_seeking(path, wanted: list[int], index: _FrameIndex, stats: DecodeStats) -> Iterator[SampledFrame]:
+    with _open(path) as container:
+        stream = _video_stream(container, path)
+        start, time_base = _time_origin(stream)
+        frames = None
+        next_frame = 0  # the frame number the decoder will give next
+        target = wanted[0]
+        try:
+            for target in (n for n in wanted if n < len(index.pts)):
+                k = bisect.bisect_right(index.keyframes, target) - 1
+                if frames is None or index.keyframes[k] - next_frame >= SEEK_MIN_SKIP:
+                    frames = _decode_from(container, stream, index, k, target)
+                want = index.pts[target]
+                for frame in frames:
+                    stats.frames_decoded += 1
+                    if frame.pts is None:
+                        continue
+                    t = (frame.pts - start) * time_base
+                    stats.last_time_s = max(stats.last_time_s, t)
+                    if frame.pts >= want:
+                        yield _sampled(frame, target, t, stats)
+                        next_frame = target + 1
+                        break
+                else:
+                    return
+        except av.error.FFmpegError as e:
+            _decode_error(path, e, target, stats)
+
+
+def _decode_from(container, stream, index: _FrameIndex, k: int, target: int):
+    """A decoding iterator that starts at keyframe number k (or earlier) and reaches frame `target`."""
+    if index.keyframes[k] == 0:
+        container.seek(index.pts[0], stream=stream, backward=True)
+        return container.decode(stream)
+    for kk in range(k, -1, -1):  # a demuxer that lands after the keyframe: try the one before
+        container.seek(index.pts[index.keyframes[kk]], stream=stream, backward=True)
+        frames = container.decode(stream)
+        first = next(frames, None)
+        if first is None:
+            return iter(())
+        if first.pts is not None and first.pts <= index.pts[target]:
+            return itertools.chain([first], frames)
+    container.seek(index.pts[0], stream=stream, backward=True)
+    return container.decode(stream)
+
+
+def _video_stream(container, path):
+    if not container.streams.video:
+        raise NoVideoStream(f"{Path(path).name!r} has no video stream")
+    stream = container.streams.video[0]
+    stream.thread_type = "AUTO"
+    return stream
+
+
+def _time_origin(stream) -> tuple[int, float]:
+    start = stream.start_time if stream.start_time is not None else 0
+    time_base = float(stream.time_base) if stream.time_base is not None else 0.0
+    return start, time_base
+
+
+def _sampled(frame: av.VideoFrame, number: int, t: float, stats: DecodeStats) -> SampledFrame:
+    image = frame.to_ndarray(format="bgr24")
+    stats.frames_converted += 1
+    return SampledFrame(number, max(0.0, float(t)), apply_rotation(image, _clockwise(frame)))
+
+
+def _decode_error(path, e: Exception, position: int, stats: DecodeStats) -> None:
     if stats.frames_decoded == 0:
-        raise UnreadableMedia(f"{Path(path).name!r} contains no decodable video frames")
+        raise UnreadableMedia(f"cannot decode {Path(path).name!r}: {_ffmpeg_reason(e)}") from e
+    stats.error = f"decoding stopped at frame {position}: {_ffmpeg_reason(e)} (file truncated or corrupt?)"

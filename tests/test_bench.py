@@ -1,0 +1,38 @@
+"""The benchmark script runs end to end on a short generated clip (its JSON fields, never its times)."""
+
+import json
+import os
+import subprocess
+import sys
+
+from conftest import ROOT, face_files_dir, moving_face_frames, tone, write_video
+
+BENCH = ROOT / "benchmarks" / "bench_pipeline.py"
+
+
+def test_benchmark_smoke(tmp_path, original_models):
+    face_files_dir()
+    clip = write_video(tmp_path / "short.mp4", moving_face_frames(50, size=(540, 640)), audio=tone(2.0))
+    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
+    out = subprocess.run(
+        [sys.executable, str(BENCH), str(clip), "--repeat", "1", "--models-dir", str(original_models),
+         "--device", "cpu", "--json"],
+        capture_output=True, text=True, timeout=600, env=env, cwd=tmp_path,
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    lines = [line for line in out.stdout.splitlines() if line.startswith("{")]
+    assert len(lines) == 1
+    result = json.loads(lines[0])
+    assert result["video"] == str(clip)
+    assert set(result["stages"]) == {"probe_decode", "face_detection", "crop_preprocess", "video_model",
+                                      "audio_decode_mel", "audio_model", "fusion_report", "total"}
+    assert all(v >= 0 for v in result["stages"].values()) and result["stages"]["total"] > 0
+    assert result["realtime_factor"] > 0 and result["sampled_fps"] > 0
+    assert result["frames_sampled"] == 10 and result["faces"] >= 10 and result["audio_windows"] == 1
+    assert result["speedup_vs_reference"] > 0
+    assert result["reference"]["total_s"] > 0 and set(result["reference"]["stages"]) == set(result["stages"])
+    # the same faces on both paths, and the product's precision costs little
+    assert result["faces_matched"] == result["faces_product"] == result["faces_reference"]
+    assert 0 <= result["max_abs_prob_diff"] < 0.01
+    assert result["peak_rss_mb"] > 0
+    assert result["machine"]["cores"] >= 1 and result["device"] == "cpu"
