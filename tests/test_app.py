@@ -242,3 +242,52 @@ def test_the_page_only_calls_the_library():
         imported |= {node.module.split(".")[0] for node in ast.walk(tree)
                      if isinstance(node, ast.ImportFrom) and node.module}
         assert not imported & {"torch", "cv2", "timm", "torchvision"}, path
+
+
+def test_calibration_sets_the_defaults_as_analyze_does(tmp_path, monkeypatch, original_models, face_video,
+                                                       upload_tmp):
+    """A calibration.json fitted for these model files sets the starting values, names itself in the
+    sidebar, and reaches the report; one fitted for other files is ignored."""
+    from conftest import face_files_dir
+    from deepfake_core.calibration import Calibration
+    from deepfake_core.weights import sha256_file
+
+    face_files_dir()
+    models = tmp_path / "models"
+    models.mkdir()
+    for f in original_models.iterdir():
+        (models / f.name).symlink_to(f)
+    Calibration(video_sha256=sha256_file(models / "epoch_007.pt"),
+                audio_sha256=sha256_file(models / "best_audio_xception.pth"), audio_temperature=3.5,
+                video_temperature=1.7, threshold=0.42, fusion="adaptive",
+                details={"data": "a test set"}).save(models / "calibration.json")
+    monkeypatch.setenv("DEEPFAKE_MODELS_DIR", str(models))
+    monkeypatch.setenv("DEEPFAKE_DEVICE", "cpu")
+    at = AppTest.from_file(str(APP), default_timeout=TIMEOUT)
+    at.run()
+    assert not at.exception, at.exception
+    assert at.slider(key="audio_temperature").value == 3.5
+    assert at.slider(key="threshold").value == 0.42
+    assert at.selectbox(key="fusion").value == "adaptive"  # the threshold was fitted for adaptive fusion
+    assert "calibration.json" in texts(at.sidebar.caption)
+    at.number_input(key="max_samples").set_value(3).run()
+    upload(at, face_video)
+    at.button(key="analyse").click().run()
+    report = at.session_state["result"]["report"]
+    assert report.settings["video_temperature"] == 1.7 and report.settings["calibration"].endswith("calibration.json")
+
+    Calibration(video_sha256="0" * 64, audio_sha256=None, audio_temperature=9.0).save(models / "calibration.json")
+    at = AppTest.from_file(str(APP), default_timeout=TIMEOUT)
+    at.run()
+    assert at.slider(key="audio_temperature").value == 2.0
+
+
+def test_video_model_picker_offers_what_is_installed(original_models, monkeypatch):
+    from deepfake_core import weights
+    from deepfake_core.webapp import streamlit_app
+
+    choices = streamlit_app.video_model_choices(str(original_models))
+    assert choices[:2] == ["automatic", "original"]
+    assert ("builtin" in choices) == (weights.builtin_video_file() is not None)
+    monkeypatch.setattr(weights, "builtin_video_file", lambda: None)
+    assert streamlit_app.video_model_choices(str(original_models)) == ["automatic", "original"]

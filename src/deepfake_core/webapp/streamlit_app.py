@@ -23,6 +23,7 @@ import streamlit as st
 
 from deepfake_core import (AnalysisSettings, CheckpointError, DeepfakeError, Detector, InputError, MediaTooLarge,
                            ModelFilesMissing, SettingsError, UnreadableMedia, weights)
+from deepfake_core.calibration import find_calibration
 from deepfake_core.settings import FUSION_STRATEGIES
 from deepfake_core.webapp import present
 
@@ -48,15 +49,56 @@ HELP = {
     "abstain": "Say UNCERTAIN instead of REAL or FAKE when the confidence is below the value you set.",
     "truth": "If you already know whether this video is real or fake, the result says whether the detector "
              "got it right.",
+    "video_model": "Which face model judges the video. **original**: the published FakeAVCeleb-trained Xception "
+                   "(downloaded with `deepfake-detect weights pull`). **built-in**: the small model shipped with "
+                   "this package, trained by the project on real faces only (see its model card). **automatic**: "
+                   "the original when it is installed, else the built-in one.",
 }
+AUTO_MODEL = "automatic"
+VIDEO_MODEL_LABELS = {AUTO_MODEL: "automatic", "original": "original (FakeAVCeleb Xception)",
+                      "builtin": "built-in (real-only EfficientNet-Lite0)"}
 
 
 # -- models ----------------------------------------------------------------------------------------------
 @st.cache_resource(show_spinner="Loading the models (once per server)…", max_entries=4)
-def load_detector(models_dir: str, device: str, precision: str) -> Detector:
-    """One Detector per (models folder, device, precision), shared by every session. A failed load is not
-    cached, so fixing the files and reloading the page retries."""
-    return Detector.load(models_dir, device=device, precision=precision)
+def load_detector(models_dir: str, device: str, precision: str, video_model: str | None = None) -> Detector:
+    """One Detector per (models folder, device, precision, video model), shared by every session. A failed
+    load is not cached, so fixing the files and reloading the page retries."""
+    return Detector.load(models_dir, device=device, precision=precision, video_model=video_model)
+
+
+def video_model_choices(models_dir: str) -> list[str]:
+    """The video models this server can load: automatic, plus original and built-in where present."""
+    choices = [AUTO_MODEL]
+    if weights.first_existing(Path(models_dir), weights.VIDEO_FILES) is not None:
+        choices.append("original")
+    if weights.builtin_video_file() is not None:
+        choices.append("builtin")
+    return choices
+
+
+def video_model_picker(models_dir: str) -> str | None:
+    """The sidebar's video-model select box; None means automatic."""
+    choices = video_model_choices(models_dir)
+    if len(choices) <= 2:  # only one model available: nothing to choose
+        return None
+    choice = st.sidebar.selectbox("Video model", choices, format_func=VIDEO_MODEL_LABELS.get,
+                                  help=HELP["video_model"], key="video_model")
+    return None if choice == AUTO_MODEL else choice
+
+
+def calibration_defaults(detector: Detector) -> tuple[dict, str | None]:
+    """(the calibrated values for this detector's model files, a line saying where they come from), from
+    the models folder's calibration.json, as `deepfake-detect analyze` applies it. ({}, note) when there is
+    none or it belongs to other model files."""
+    audio_sha = detector.audio.sha256 if detector.audio is not None else None
+    calibration, path, note = find_calibration(detector.models_dir, detector.video.sha256, audio_sha)
+    if calibration is None:
+        return {}, note
+    values = dict(calibration.values(), calibration=str(path))
+    if calibration.fusion and calibration.threshold is not None:
+        values["fusion"] = calibration.fusion  # its threshold was fitted for this fusion
+    return values, f"Defaults calibrated by {path.name}: {calibration.describe()}"
 
 
 def model_config() -> tuple[str, str, str]:
@@ -64,11 +106,11 @@ def model_config() -> tuple[str, str, str]:
     return str(models_dir), os.environ.get("DEEPFAKE_DEVICE", "auto"), os.environ.get("DEEPFAKE_PRECISION", "auto")
 
 
-def get_detector() -> Detector | None:
+def get_detector(video_model: str | None = None) -> Detector | None:
     """The shared Detector, or None after showing why it cannot be loaded and what to do."""
     models_dir, device, precision = model_config()
     try:
-        return load_detector(models_dir, device, precision)
+        return load_detector(models_dir, device, precision, video_model)
     except ModelFilesMissing as e:
         missing_models_panel(e)
     except CheckpointError as e:
@@ -152,11 +194,13 @@ def model_status(detector: Detector) -> None:
 
 
 # -- settings --------------------------------------------------------------------------------------------
-def settings_panel() -> dict:
-    """The sidebar settings, as keyword arguments for AnalysisSettings plus the ground-truth label."""
-    d = AnalysisSettings()
+def settings_panel(calibrated: dict | None = None, calibration_line: str | None = None) -> dict:
+    """The sidebar settings, as keyword arguments for AnalysisSettings plus the ground-truth label.
+    `calibrated` (from calibration_defaults) sets the starting values, as `analyze` uses them by default."""
+    calibrated = calibrated or {}
+    d = AnalysisSettings().replace(**{k: v for k, v in calibrated.items()
+                                      if k in ("fusion", "audio_temperature", "video_temperature", "threshold")})
     with st.sidebar:
-        st.header("Settings", anchor=False)
         fusion = st.selectbox("Fusion strategy", FUSION_STRATEGIES, index=FUSION_STRATEGIES.index(d.fusion),
                               format_func=FUSION_LABELS.get, help=HELP["fusion"], key="fusion")
         temperature = st.slider("Audio temperature", 1.0, 10.0, min(max(float(d.audio_temperature), 1.0), 10.0),
@@ -171,12 +215,14 @@ def settings_panel() -> dict:
                                   key="abstain_below")
         truth = st.selectbox("Ground truth (optional)", [NO_TRUTH, "REAL", "FAKE"], help=HELP["truth"],
                              key="truth")
-    return {
-        "settings": dict(fusion=fusion, audio_temperature=float(temperature), threshold=float(threshold),
-                         frame_skip=int(frame_skip), max_samples=int(max_samples),
-                         abstain_below=float(abstain_below) if abstain else None),
-        "truth": None if truth == NO_TRUTH else truth,
-    }
+        if calibration_line:
+            st.caption(calibration_line)
+    settings = dict(fusion=fusion, audio_temperature=float(temperature), threshold=float(threshold),
+                    frame_skip=int(frame_skip), max_samples=int(max_samples),
+                    abstain_below=float(abstain_below) if abstain else None)
+    if "calibration" in calibrated:
+        settings.update(video_temperature=d.video_temperature, calibration=calibrated["calibration"])
+    return {"settings": settings, "truth": None if truth == NO_TRUTH else truth}
 
 
 def upload_cap_mb() -> int:
@@ -373,8 +419,10 @@ def main() -> None:
     st.caption("Upload a video of a person talking. The detector scores the face and the voice, "
                "says when and where the evidence is, and what it could not judge. "
                "Settings are in the sidebar (» on a phone).")
-    chosen = settings_panel()
-    detector = get_detector()
+    st.sidebar.header("Settings", anchor=False)
+    detector = get_detector(video_model_picker(model_config()[0]))
+    calibrated, calibration_line = calibration_defaults(detector) if detector is not None else ({}, None)
+    chosen = settings_panel(calibrated, calibration_line)
     if detector is not None:
         model_status(detector)
     cap_mb = upload_cap_mb()
