@@ -72,14 +72,18 @@ def _logit(p: np.ndarray) -> np.ndarray:
     return np.log(p / (1 - p))
 
 
+def log_loss(p_fake: np.ndarray, y_fake: np.ndarray, temperature: float = 1.0) -> float:
+    """Mean log-loss of sigmoid(logit(p) / temperature) against the labels (1 = fake)."""
+    q = np.clip(1 / (1 + np.exp(-_logit(np.asarray(p_fake, np.float64)) / temperature)), 1e-9, 1 - 1e-9)
+    y = np.asarray(y_fake, np.float64)
+    return float(-np.mean(y * np.log(q) + (1 - y) * np.log(1 - q)))
+
+
 def fit_temperature(p_fake: np.ndarray, y_fake: np.ndarray) -> float:
     """T minimising the log-loss of sigmoid(logit(p) / T) (grid over 0.05..20, log-spaced)."""
-    z = _logit(np.asarray(p_fake, np.float64))
-    y = np.asarray(y_fake, np.float64)
     best, best_t = math.inf, 1.0
     for t in np.exp(np.linspace(math.log(0.05), math.log(20.0), 400)):
-        q = np.clip(1 / (1 + np.exp(-z / t)), 1e-9, 1 - 1e-9)
-        loss = -np.mean(y * np.log(q) + (1 - y) * np.log(1 - q))
+        loss = log_loss(p_fake, y_fake, t)
         if loss < best:
             best, best_t = loss, float(t)
     return best_t
@@ -152,8 +156,6 @@ def half_split_report(rows: list[dict]) -> dict:
         t = fit_threshold(pf, yf) if len(np.unique(yf)) == 2 else 0.5
         temp = fit_temperature(pf, yf) if len(yf) else 1.0
         m = binary_metrics(yr, pr, threshold=t) if len(yr) else {}
-        nll = lambda p, y, T: float(-np.mean(y * np.log(np.clip(1 / (1 + np.exp(-_logit(p) / T)), 1e-9, 1))
-                                             + (1 - y) * np.log(np.clip(1 - 1 / (1 + np.exp(-_logit(p) / T)), 1e-9, 1))))
         out["halves"][report_on] = {
             "families": sorted({r["family"] for r in rep}),
             "videos": len(rep), "fakes": int(yr.sum()), "reals": int(len(yr) - yr.sum()),
@@ -161,9 +163,10 @@ def half_split_report(rows: list[dict]) -> dict:
             "threshold_from_other_half": t, "temperature_from_other_half": temp,
             "balanced_accuracy": m.get("balanced_accuracy"), "accuracy": m.get("accuracy"),
             "recall_fake": m.get("recall"), "precision_fake": m.get("precision"), "eer": m.get("eer"),
-            "log_loss_raw": nll(pr, yr, 1.0) if len(yr) else None,
-            "log_loss_calibrated": nll(pr, yr, temp) if len(yr) else None,
-            "balanced_accuracy_at_0.5": binary_metrics(yr, pr, threshold=0.5).get("balanced_accuracy") if len(yr) else None,
+            "log_loss_raw": log_loss(pr, yr, 1.0) if len(yr) else None,
+            "log_loss_calibrated": log_loss(pr, yr, temp) if len(yr) else None,
+            "balanced_accuracy_at_0.5": (binary_metrics(yr, pr, threshold=0.5).get("balanced_accuracy")
+                                         if len(yr) else None),
         }
     return out
 
@@ -197,8 +200,8 @@ def summary_lines(report: dict) -> list[str]:
              f"{f(report['overall_auc'])}"]
     for name in ("A", "B"):
         h = report["halves"][name]
-        lines.append(f"half {name} ({', '.join(h['families'])}): {h['fakes']} fake / {h['reals']} real, AUC {f(h['auc'])}, "
-                     f"balanced accuracy {f(h['balanced_accuracy'])} at the other half's threshold "
+        lines.append(f"half {name} ({', '.join(h['families'])}): {h['fakes']} fake / {h['reals']} real, "
+                     f"AUC {f(h['auc'])}, balanced accuracy {f(h['balanced_accuracy'])} at the other half's threshold "
                      f"{f(h['threshold_from_other_half'])} (at 0.5: {f(h['balanced_accuracy_at_0.5'])})")
     for gen, g in report["generators"].items():
         lines.append(f"  {gen} [{g['half']}]: {g['fakes']} fakes, AUC vs all reals {f(g['auc_vs_all_reals'])}, "
@@ -208,7 +211,8 @@ def summary_lines(report: dict) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m deepfake_core.train.halfsplit", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m deepfake_core.train.halfsplit",
+                                     description=__doc__.split("\n")[0])
     parser.add_argument("scores", help="scores.csv written by deepfake-detect evaluate")
     parser.add_argument("--out", required=True, help="folder for halfsplit.json and histogram.png")
     args = parser.parse_args(argv)
