@@ -41,12 +41,12 @@ import time
 from fractions import Fraction
 from pathlib import Path
 
-import av
-import cv2
-import numpy as np
-import torch
+from deepfake_core import AnalysisSettings, Detector  # first: it sets OMP_WAIT_POLICY before torch loads
 
-from deepfake_core import AnalysisSettings, Detector
+import av  # noqa: E402
+import cv2  # noqa: E402
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
 from deepfake_core.audio import mel_windows, read_audio
 from deepfake_core.faces import DnnFaceDetector, HaarFaceDetector, HybridFaceDetector, crop_face
 from deepfake_core.fusion import fuse
@@ -57,6 +57,7 @@ from deepfake_core.video import apply_rotation, probe, sample_indices
 ROOT = Path(__file__).resolve().parents[1]
 FACE_FILES = ("deploy.prototxt", "res10_300x300_ssd_iter_140000_fp16.caffemodel")
 GENERATED = {"60s": 60, "10min": 600}  # name -> seconds
+SEGMENT_S = 12  # seconds encoded once, then repeated
 FLAGS_OF_INTEREST = ("avx2", "avx512f", "avx512_bf16", "avx512_vnni", "amx_bf16", "amx_tile", "amx_int8")
 
 
@@ -75,6 +76,7 @@ def machine_info(device: torch.device) -> dict:
         "cpu": model, "cores": os.cpu_count(), "flags": [f for f in FLAGS_OF_INTEREST if f in flags],
         "torch": torch.__version__, "torch_threads": torch.get_num_threads(), "opencv": cv2.__version__,
         "opencv_threads": cv2.getNumThreads(), "python": platform.python_version(), "load_average": os.getloadavg(),
+        "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
     }
     if device.type == "cuda":
         info["gpu"] = torch.cuda.get_device_name(device)
@@ -92,6 +94,10 @@ def write_random_models(directory: Path, face_models: Path, seed: int = 0) -> Pa
     """Random-initialised checkpoints saved as the original project saved them, plus the res10 files."""
     torch.manual_seed(seed)
     video, audio = build_video_model().eval(), build_audio_model().eval()
+    for m in [*video.modules(), *audio.modules()]:  # BatchNorm statistics as after training, not 0 / 1
+        if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
+            m.running_mean.uniform_(-0.1, 0.1)
+            m.running_var.uniform_(0.5, 1.5)
     torch.save({"epoch": 7, "model_state_dict": video.state_dict()}, directory / "epoch_007.pt")
     torch.save({"epoch": 12, "model_state_dict": audio.state_dict(), "val_loss": 0.0, "val_acc": 0.0},
                directory / "best_audio_xception.pth")
@@ -107,15 +113,17 @@ def write_random_models(directory: Path, face_models: Path, seed: int = 0) -> Pa
 
 
 def generate_clip(seconds: int, cache_dir: Path, size=(1080, 1920), fps: int = 30) -> Path:
-    """A `seconds`-long 1080p H.264/AAC clip: a 10 s segment (a face moving across a textured background,
-    a tone with noise) encoded once and repeated by stream copy. Cached by name."""
+    """A `seconds`-long 1080p H.264/AAC clip: a 12 s segment (a face moving across a textured background,
+    a tone with noise; keyframes as x264 places them, every 250 frames) encoded once and repeated by stream
+    copy. 12 s, so that the samples of a long clip do not all fall on a segment's first frame. Cached by name
+    (delete the files in `cache_dir` after changing this function)."""
     cache_dir.mkdir(parents=True, exist_ok=True)
     path = cache_dir / f"generated_{size[0]}p_{seconds}s.mp4"
     if path.is_file() and path.stat().st_size > 0:
         return path
     segment = cache_dir / f"generated_{size[0]}p_segment.mp4"
     if not (segment.is_file() and segment.stat().st_size > 0):
-        _encode_segment(segment, 10, size, fps)
+        _encode_segment(segment, SEGMENT_S, size, fps)
     tmp = path.with_suffix(".part.mp4")
     with av.open(str(segment)) as src, av.open(str(tmp), "w") as out:
         streams = {s.index: out.add_stream_from_template(s) for s in src.streams if s.type in ("video", "audio")}
@@ -126,7 +134,7 @@ def generate_clip(seconds: int, cache_dir: Path, size=(1080, 1920), fps: int = 3
                 packets[packet.stream.index].append(packet)
         for i, ps in packets.items():  # the segment's length in each stream's time base
             length[i] = max(p.pts + p.duration for p in ps) - min(p.pts for p in ps)
-        repeats = int(np.ceil(seconds / 10))
+        repeats = int(np.ceil(seconds / SEGMENT_S))
         for r in range(repeats):
             for i, ps in packets.items():
                 for p in ps:
@@ -142,8 +150,10 @@ def generate_clip(seconds: int, cache_dir: Path, size=(1080, 1920), fps: int = 3
 def _encode_segment(path: Path, seconds: int, size, fps: int) -> None:
     import skimage.data
 
-    face = cv2.cvtColor(skimage.data.astronaut(), cv2.COLOR_RGB2BGR)
     h, w = size
+    # a face about 210 x 250 px at 1080p, as in a talking-head clip (res10 sees it about 35 px wide)
+    side = int(h * 0.96)
+    face = cv2.resize(cv2.cvtColor(skimage.data.astronaut(), cv2.COLOR_RGB2BGR), (side, side))
     rng = np.random.default_rng(0)
     background = cv2.resize(rng.integers(40, 200, (h // 16, w // 16, 3), dtype=np.uint8), (w, h))
     n = seconds * fps
@@ -160,7 +170,7 @@ def _encode_segment(path: Path, seconds: int, size, fps: int) -> None:
         for i in range(n):
             frame = background.copy()
             x = int((w - fw) * (0.5 + 0.5 * np.sin(2 * np.pi * i / n)))
-            y = (h - fh) // 2 + int(40 * np.sin(2 * np.pi * i / fps))
+            y = (h - fh) // 2 + int((h - fh) // 2 * np.sin(2 * np.pi * i / fps))
             frame[y:y + fh, x:x + fw] = face
             for packet in vs.encode(av.VideoFrame.from_ndarray(frame, format="bgr24")):
                 out.mux(packet)
@@ -184,11 +194,7 @@ class Reference:
         self.video = _plain_copy(detector.video.module, self.device)
         self.audio = _plain_copy(detector.audio.module, self.device) if detector.audio is not None else None
         self.spec = detector.video.spec
-        files = {p.name: p for p in detector.face_files}
-        dnn = None
-        if FACE_FILES[0] in files and len(files) == 2:
-            prototxt = files.pop(FACE_FILES[0])
-            dnn = DnnFaceDetector(prototxt, next(iter(files.values())))
+        dnn = DnnFaceDetector(*detector.face_files) if len(detector.face_files) == 2 else None  # prototxt, model
         self.faces = HybridFaceDetector(dnn, HaarFaceDetector(max_side=None))  # Haar on the full frame
 
     def analyze(self, path: Path, s: AnalysisSettings) -> tuple[dict, list[dict]]:
@@ -310,7 +316,8 @@ def bench_video(path: Path, detector: Detector, reference: Reference | None, set
 
 def print_human(result: dict) -> None:
     print(f"\n{result['video']}  ({result['resolution']}, {result['duration_s']:.1f} s, "
-          f"{result['frames_sampled']} frames sampled, {result['faces']} faces, {result['audio_windows']} audio windows)")
+          f"{result['frames_sampled']} frames sampled, {result['faces']} faces, "
+          f"{result['audio_windows']} audio windows)")
     ref = result.get("reference")
     print(f"  {'stage':18s} {'product':>9s}" + (f" {'reference':>10s}" if ref else ""))
     for stage in (*STAGES, "total"):

@@ -8,6 +8,13 @@
 
 __version__ = "0.1.0"
 
+import os as _os  # noqa: E402
+
+# PyTorch's OpenMP threads spin while they wait for work. On a small or shared CPU that spinning takes the
+# cores the decoder and the face detector need: on 2 vCPUs analyses took twice as long with it
+# (benchmarks/RESULTS.md). It only takes effect when set before torch is first imported; a value you set wins.
+_os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
 from .errors import (CheckpointError, ChecksumMismatch, DeepfakeError, DownloadError, InputError,  # noqa: E402
                      MediaTooLarge, ModelFilesMissing, NoVideoStream, SettingsError, UnreadableMedia, WeightsError)
 from .settings import AnalysisSettings  # noqa: E402

@@ -18,10 +18,11 @@ import numpy as np
 import torch
 
 from . import __version__
-from .audio import SAMPLE_RATE, mel_batches, read_audio, window_spans
+from .audio import SAMPLE_RATE, WINDOW_S, log_mel, mel_batches, read_audio, window_spans
 from .checkpoints import LoadedModel, load_model
 from .errors import ModelFilesMissing, NoVideoStream, WeightsError
-from .faces import DnnFaceDetector, FaceBox, HaarFaceDetector, HybridFaceDetector, assign_tracks, crop_face
+from .faces import (DNN_INPUT, DnnFaceDetector, FaceBox, HaarFaceDetector, HybridFaceDetector, assign_tracks,
+                    crop_face)
 from .fusion import fuse, softmax
 from .models import face_tensor
 from .report import (FAKE, NOT_APPLICABLE, REAL, UNCERTAIN, AudioWindow, ModalityResult, Report, Thumbnail,
@@ -91,11 +92,17 @@ class Detector:
             self.warm_up()
 
     def warm_up(self, batch_size: int = WARMUP_BATCH) -> None:
-        """One forward pass per network, so the first analysis does not pay for oneDNN / cuDNN setup."""
+        """Run each stage once on blank input, so that the first analysis does not pay for one-time setup:
+        oneDNN / cuDNN kernels, the face detector's first forward pass (~0.5 s), librosa's lazily imported
+        modules (~2 s on a 2-vCPU machine)."""
         for loaded in (self.video, self.audio):
             if loaded is not None:
                 size = loaded.spec.input_size
                 self._forward(loaded, [torch.zeros(3, size, size)] * batch_size)
+        with self._face_lock:
+            self.faces.detect(np.zeros((DNN_INPUT, DNN_INPUT, 3), np.uint8))
+        if self.audio is not None:
+            log_mel(np.zeros(int(WINDOW_S * SAMPLE_RATE), np.float32))
 
     @classmethod
     def load(cls, models_dir: str | os.PathLike | None = None, device: str = "auto", precision: str = "auto",
