@@ -69,3 +69,17 @@ def test_python_m_and_console_script(original_models, faceless_video):
         assert json.loads(p.stdout)["reason"] == "no_face"
     p = subprocess.run([sys.executable, "-m", "deepfake_core", "analyze"], capture_output=True, text=True)
     assert p.returncode == 2 and "usage" in p.stderr
+
+
+def test_summary_says_whether_the_models_are_the_published_files(capsys, original_models, face_video, monkeypatch):
+    from deepfake_core import weights
+
+    assert main(["analyze", str(face_video), "--models-dir", str(original_models), "--max-samples", "2"]) == 0
+    out, _ = capsys.readouterr()
+    assert "video epoch_007.pt" in out and out.count("not the published file") == 2
+    video_sha = weights.sha256_file(original_models / "epoch_007.pt")
+    pinned = weights.WeightsFile("video", "epoch_007.pt", ("http://127.0.0.1/x",), video_sha, 1, "", "")
+    monkeypatch.setattr(weights, "REGISTRY", (pinned,))
+    assert main(["analyze", str(face_video), "--models-dir", str(original_models), "--max-samples", "2"]) == 0
+    out, _ = capsys.readouterr()
+    assert f"video epoch_007.pt ({video_sha[:8]}, published file)" in out

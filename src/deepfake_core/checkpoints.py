@@ -44,6 +44,9 @@ class LoadedModel:
             "sha256": self.sha256,
             **{k: v for k, v in self.spec.to_dict().items() if k in ("architecture", "modality", "input_size")},
             "name": self.metadata.get("name", "original"),
+            # the file is one the weights registry pins, or was converted from one
+            "published": pinned_entry(self.sha256) is not None
+            or pinned_entry(self.metadata.get("source_sha256", "")) is not None,
         }
 
 

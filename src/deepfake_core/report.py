@@ -165,6 +165,14 @@ class Report:
             for t in self.tracks:
                 lines.append(f"  person {t.id}:    {t.faces} faces {t.first_s:.1f}-{t.last_s:.1f} s, "
                              f"P(fake) {t.fused_p_fake:.3f} -> {t.prediction}")
+        used = []
+        for name in ("video", "audio"):
+            m = self.models.get(name)
+            if isinstance(m, dict):
+                origin = "published file" if m.get("published") else "not the published file"
+                used.append(f"{name} {m.get('file')} ({str(m.get('sha256'))[:8]}, {origin})")
+        if used:
+            lines.append(f"  models:      {' · '.join(used)}; {self.models.get('device')}, {self.models.get('precision')}")
         for note in self.notes:
             lines.append(f"  note:        {note}")
         return "\n".join(lines)
