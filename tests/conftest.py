@@ -57,38 +57,13 @@ def tone(seconds: float, rate: int = AUDIO_RATE, freq: float = 440.0, seed: int 
 
 
 def write_video(path: Path, frames, fps: int = FPS, audio: np.ndarray | None = None,
-                audio_rate: int = AUDIO_RATE, rotation: int | None = None, codec: str = "libx264") -> Path:
-    """Encode BGR frames (and optional mono float audio) with PyAV."""
-    frames = list(frames)
-    h, w = frames[0].shape[:2]
-    with av.open(str(path), mode="w") as out:
-        vs = out.add_stream(codec, rate=fps)
-        vs.width, vs.height, vs.pix_fmt = w, h, "yuv420p"
-        if rotation is not None:
-            vs.set_display_rotation(rotation)
-        a_s = None
-        if audio is not None:
-            a_s = out.add_stream("aac", rate=audio_rate)
-            a_s.layout = "mono"
-        for img in frames:
-            for packet in vs.encode(av.VideoFrame.from_ndarray(img, format="bgr24")):
-                out.mux(packet)
-        for packet in vs.encode():
-            out.mux(packet)
-        if a_s is not None:
-            chunk = 1024
-            samples = np.asarray(audio, dtype=np.float32)
-            for i in range(0, len(samples), chunk):
-                block = samples[i:i + chunk][None, :]
-                frame = av.AudioFrame.from_ndarray(block, format="flt", layout="mono")
-                frame.sample_rate = audio_rate
-                frame.pts = i
-                frame.time_base = Fraction(1, audio_rate)
-                for packet in a_s.encode(frame):
-                    out.mux(packet)
-            for packet in a_s.encode():
-                out.mux(packet)
-    return path
+                audio_rate: int = AUDIO_RATE, rotation: int | None = None,
+                options: dict[str, str] | None = None) -> Path:
+    """Encode BGR frames (and optional mono float audio) with PyAV: the library's own clip writer."""
+    from deepfake_core.train.demo import write_clip
+
+    return write_clip(path, list(frames), fps=fps, audio=audio, audio_rate=audio_rate, rotation=rotation,
+                      options=options)
 
 
 def write_audio_only(path: Path, samples: np.ndarray, rate: int = AUDIO_RATE) -> Path:

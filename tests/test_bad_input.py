@@ -56,18 +56,7 @@ def test_truncated_mp4_without_its_index(detector, face_video, tmp_path, no_new_
 
 
 def test_truncated_mp4_with_index_first_gives_a_partial_report(detector, tmp_path, no_new_temp_files):
-    full = tmp_path / "fast.mp4"
-    frames = list(moving_face_frames(100))
-    import av
-
-    with av.open(str(full), "w", options={"movflags": "faststart"}) as out:
-        s = out.add_stream("libx264", rate=25)
-        s.width, s.height, s.pix_fmt = 800, 640, "yuv420p"
-        for img in frames:
-            for p in s.encode(av.VideoFrame.from_ndarray(img, format="bgr24")):
-                out.mux(p)
-        for p in s.encode():
-            out.mux(p)
+    full = write_video(tmp_path / "fast.mp4", moving_face_frames(100), options={"movflags": "faststart"})
     data = full.read_bytes()
     cut = tmp_path / "cut_fast.mp4"
     cut.write_bytes(data[: int(len(data) * 0.8)])  # the first key frame is large: keep it

@@ -50,7 +50,7 @@ def test_upload_analyse_and_read_the_verdict(original_models, face_video, tmp_pa
 
     face_files_dir()
     if not CHROMIUM.is_file():
-        pytest.skip(f"no Chromium at {CHROMIUM} (scripts/test.sh installs Debian's chromium package)")
+        pytest.fail(f"no Chromium at {CHROMIUM}: install Debian's chromium package (scripts/test.sh does, as root)")
     from playwright.sync_api import expect, sync_playwright
 
     port = free_port()

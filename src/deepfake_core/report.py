@@ -7,6 +7,7 @@ import io
 import json
 import math
 from dataclasses import asdict, dataclass, field
+from pathlib import PurePath
 from typing import Any
 
 import numpy as np
@@ -127,7 +128,7 @@ class Report:
             "notes": list(self.notes),
             "file": self.file,
         }
-        return _json_safe(d)
+        return json_safe(d)
 
     def to_json(self, indent: int | None = 2) -> str:
         return json.dumps(self.to_dict(), indent=indent)
@@ -178,11 +179,13 @@ class Report:
         return "\n".join(lines)
 
 
-def _json_safe(obj):
+def json_safe(obj):
+    """`obj` with numpy scalars and arrays turned into Python numbers and lists, NaN/inf into None, paths
+    into strings and dict keys into strings, so json.dumps accepts it."""
     if isinstance(obj, dict):
-        return {str(k): _json_safe(v) for k, v in obj.items()}
+        return {str(k): json_safe(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
-        return [_json_safe(v) for v in obj]
+        return [json_safe(v) for v in obj]
     if isinstance(obj, (np.floating, float)):
         value = float(obj)
         return value if math.isfinite(value) else None
@@ -191,5 +194,7 @@ def _json_safe(obj):
     if isinstance(obj, np.bool_):
         return bool(obj)
     if isinstance(obj, np.ndarray):
-        return _json_safe(obj.tolist())
+        return json_safe(obj.tolist())
+    if isinstance(obj, PurePath):
+        return str(obj)
     return obj

@@ -67,14 +67,18 @@ def demo_voice(seconds: float, fake: bool = False, seed: int = 0) -> np.ndarray:
 
 
 def write_clip(path: str | Path, frames: list[np.ndarray], fps: int = 10, audio: np.ndarray | None = None,
-               audio_rate: int = SAMPLE_RATE) -> Path:
-    """Encode BGR frames (H.264) and optional mono float audio (AAC) into `path`."""
+               audio_rate: int = SAMPLE_RATE, rotation: int | None = None,
+               options: dict[str, str] | None = None) -> Path:
+    """Encode BGR frames (H.264) and optional mono float audio (AAC) into `path`. `rotation` (degrees)
+    goes into the display matrix; `options` are muxer options (e.g. {"movflags": "faststart"})."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     h, w = frames[0].shape[:2]
-    with av.open(str(path), mode="w") as out:
+    with av.open(str(path), mode="w", options=options or {}) as out:
         vs = out.add_stream("libx264", rate=fps)
         vs.width, vs.height, vs.pix_fmt = w, h, "yuv420p"
+        if rotation is not None:
+            vs.set_display_rotation(rotation)
         astream = None
         if audio is not None:
             astream = out.add_stream("aac", rate=audio_rate)

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import DeepfakeError
-from ..report import NOT_APPLICABLE, Report
+from ..report import NOT_APPLICABLE, Report, json_safe
 from ..settings import AnalysisSettings
 from .data import FAKE, LabelledMedia
 from .metrics import binary_metrics
@@ -152,7 +152,7 @@ def evaluate(detector, media: list[LabelledMedia], out_dir: str | os.PathLike, s
         summary["plots"] = []
         summary["notes"].append("plots not written: matplotlib is not installed (pip install 'deepfake-detector[train]')")
         log(summary["notes"][-1])
-    (out / "summary.json").write_text(json.dumps(_json_safe(summary), indent=2))
+    (out / "summary.json").write_text(json.dumps(json_safe(summary), indent=2))
     return EvalResult(out, summary, rows)
 
 
@@ -227,17 +227,3 @@ def write_plots(rows: list[dict], metrics: dict, out: Path) -> list[str]:
     plt.close(fig)
     written.append("confusion.png")
     return written
-
-
-def _json_safe(obj):
-    if isinstance(obj, dict):
-        return {str(k): _json_safe(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_json_safe(v) for v in obj]
-    if isinstance(obj, (np.floating, float)):
-        return float(obj) if np.isfinite(obj) else None
-    if isinstance(obj, np.integer):
-        return int(obj)
-    if isinstance(obj, Path):
-        return str(obj)
-    return obj
