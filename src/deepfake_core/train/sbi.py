@@ -19,6 +19,8 @@ from fractions import Fraction
 import cv2
 import numpy as np
 
+from .augment import jpeg
+
 BLEND_RATIOS = (0.25, 0.5, 0.75, 1.0, 1.0, 1.0)  # as SBI: full-strength blends half of the time
 HULLS = ("full", "extended", "lower", "inner")  # landmark regions a mask may take
 SHIFT_MAX = 0.03  # fraction of the face size: largest shift of the source copy
@@ -193,13 +195,6 @@ def self_blend(image: np.ndarray, landmarks: np.ndarray, box, rng: np.random.Gen
 
 
 # -- what every video goes through (both classes) --------------------------------------------------------
-def jpeg_roundtrip(image: np.ndarray, quality: int) -> np.ndarray:
-    ok, buf = cv2.imencode(".jpg", cv2.cvtColor(image, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, int(quality)])
-    if not ok:
-        raise RuntimeError("JPEG encoding failed")
-    return cv2.cvtColor(cv2.imdecode(buf, cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
-
-
 def h264_roundtrip(image: np.ndarray, crf: int) -> np.ndarray:
     """The image encoded as one H.264 intra frame (libx264, yuv420p, constant rate factor `crf`) and decoded:
     the chroma subsampling and block artefacts of a re-compressed video."""
@@ -245,5 +240,5 @@ def degrade(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     if r < 0.35:
         x = h264_roundtrip(x, int(rng.integers(18, 36)))
     elif r < 0.7:
-        x = jpeg_roundtrip(x, int(rng.integers(40, 96)))
+        x = jpeg(x, int(rng.integers(40, 96)))
     return np.ascontiguousarray(x)
