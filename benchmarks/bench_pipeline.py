@@ -314,6 +314,33 @@ def bench_video(path: Path, detector: Detector, reference: Reference | None, set
     return result
 
 
+def model_throughput(detector: Detector, batches: list[int], iterations: int = 10) -> dict:
+    """Images per second through each network alone, as the detector runs it (its inference copy, precision,
+    memory format), inputs already on the device: {modality: {batch: images/s}}, the median of `iterations`
+    timed passes after 3 untimed ones."""
+    from deepfake_core.runtime import autocast
+
+    out = {}
+    for modality, net in detector._nets.items():
+        size = (detector.video if modality == "video" else detector.audio).spec.input_size
+        out[modality] = {}
+        for batch in batches:
+            x = torch.randn(batch, 3, size, size, device=detector.device).contiguous(memory_format=torch.channels_last)
+            times = []
+            with torch.inference_mode(), autocast(detector.device, detector.precision):
+                for i in range(3 + iterations):
+                    if detector.device.type == "cuda":
+                        torch.cuda.synchronize()
+                    started = time.perf_counter()
+                    net(x)
+                    if detector.device.type == "cuda":
+                        torch.cuda.synchronize()
+                    if i >= 3:
+                        times.append(time.perf_counter() - started)
+            out[modality][batch] = round(batch / statistics.median(times), 1)
+    return out
+
+
 def print_human(result: dict) -> None:
     print(f"\n{result['video']}  ({result['resolution']}, {result['duration_s']:.1f} s, "
           f"{result['frames_sampled']} frames sampled, {result['faces']} faces, "
@@ -350,16 +377,24 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--cache-dir", type=Path, default=Path(tempfile.gettempdir()) / "deepfake-bench")
     p.add_argument("--max-samples", type=int, default=None, help="override the default (smoke tests)")
     p.add_argument("--compile", action="store_true", help="Detector.load(compile=True) (torch.compile)")
+    p.add_argument("--throughput", metavar="BATCHES", help="also time each network alone at these batch sizes, "
+                   "e.g. 1,16,64,256 (images/s; a JSON line {\"model_images_per_s\": ...} with --json)")
     p.add_argument("--json", action="store_true", help="one JSON object per video on stdout")
     args = p.parse_args(argv)
+    try:
+        batches = [int(b) for b in args.throughput.split(",")] if args.throughput else []
+    except ValueError:
+        p.error("--throughput takes batch sizes separated by commas, e.g. 1,16,64")
+    if any(b < 1 for b in batches):
+        p.error("--throughput batch sizes must be >= 1")
     if args.repeat < 1:
         p.error("--repeat must be >= 1")
     videos = [Path(v) for v in args.videos]
     for name in args.generate:
         print(f"generating the {name} 1080p clip in {args.cache_dir} ...", file=sys.stderr)
         videos.append(generate_clip(GENERATED[name], args.cache_dir))
-    if not videos:
-        p.error("give at least one VIDEO or --generate")
+    if not videos and not batches:
+        p.error("give at least one VIDEO, --generate or --throughput")
 
     settings = AnalysisSettings(fusion="adaptive")
     if args.max_samples is not None:
@@ -372,6 +407,15 @@ def main(argv: list[str] | None = None) -> int:
         load_s = time.perf_counter() - started
         reference = None if args.no_reference else Reference(detector)
         machine = machine_info(detector.device)
+        if batches:
+            images_per_s = model_throughput(detector, batches)
+            if args.json:
+                print(json.dumps({"model_images_per_s": images_per_s, "device": str(detector.device),
+                                  "precision": detector.precision, "machine": machine}), flush=True)
+            else:
+                for modality, rates in images_per_s.items():
+                    print(f"{modality} model alone ({detector.precision}, {detector.device}): " +
+                          ", ".join(f"batch {b}: {r} images/s" for b, r in rates.items()))
         for video in videos:
             result = bench_video(video, detector, reference, settings, args.repeat,
                                  args.reference_repeat or args.repeat)

@@ -16,13 +16,16 @@ def test_benchmark_smoke(tmp_path, original_models):
     env = {**os.environ, "PYTHONWARNINGS": "ignore"}
     out = subprocess.run(
         [sys.executable, str(BENCH), str(clip), "--repeat", "1", "--models-dir", str(original_models),
-         "--device", "cpu", "--json"],
+         "--device", "cpu", "--throughput", "1,2", "--json"],
         capture_output=True, text=True, timeout=600, env=env, cwd=tmp_path,
     )
     assert out.returncode == 0, out.stderr[-3000:]
     lines = [line for line in out.stdout.splitlines() if line.startswith("{")]
-    assert len(lines) == 1
-    result = json.loads(lines[0])
+    assert len(lines) == 2
+    rates = json.loads(lines[0])["model_images_per_s"]  # each network alone, per batch size
+    assert set(rates) == {"video", "audio"} and all(set(r) == {"1", "2"} for r in rates.values())
+    assert all(v > 0 for r in rates.values() for v in r.values())
+    result = json.loads(lines[1])
     assert result["video"] == str(clip)
     assert set(result["stages"]) == {"probe_decode", "face_detection", "crop_preprocess", "video_model",
                                       "audio_decode_mel", "audio_model", "fusion_report", "total"}
