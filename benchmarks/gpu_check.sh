@@ -13,9 +13,9 @@ export PYTHONUNBUFFERED=1 PYTHONWARNINGS=ignore DEEPFAKE_TEST_FACE_MODELS=$model
 if compgen -G ".whl/*.whl" >/dev/null; then
     python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
         || exit 1
-    export PYTHONPATH=/tmp/site:$PWD/src
+    export PYTHONPATH=/tmp/site:$PWD/src${PYTHONPATH:+:$PYTHONPATH}
 else
-    export PYTHONPATH=$PWD/src
+    export PYTHONPATH=$PWD/src${PYTHONPATH:+:$PYTHONPATH}
 fi
 { nvidia-smi; python3 -c 'import torch, timm, av, cv2; print("torch", torch.__version__, "timm", timm.__version__,
   "av", av.__version__, "cv2", cv2.__version__, torch.cuda.get_device_name())'; } > "$out/machine.txt" 2>&1

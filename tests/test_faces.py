@@ -1,7 +1,9 @@
 import cv2
 import numpy as np
+import pytest
 
 from conftest import astronaut_bgr, face_files_dir
+from deepfake_core.errors import CheckpointError
 from deepfake_core.faces import (MIN_FACE, DnnFaceDetector, FaceBox, HaarFaceDetector, HybridFaceDetector,
                                  assign_tracks, crop_face, iou)
 
@@ -78,3 +80,16 @@ def test_haar_on_a_downscaled_copy_finds_the_same_face_in_full_frame_coordinates
     assert iou(best_full, best_small) > 0.8
     assert all(f.width >= MIN_FACE and f.height >= MIN_FACE for f in small)
     assert all(0 <= f.x1 < f.x2 <= 1920 and 0 <= f.y1 < f.y2 <= 1080 for f in small)
+
+
+def test_opencv_5_gets_a_clear_message(monkeypatch):
+    """OpenCV 5 has neither the Haar cascades nor the Caffe importer: the error names the package to install."""
+    from deepfake_core import faces
+
+    monkeypatch.delattr(faces.cv2, "CascadeClassifier")
+    monkeypatch.delattr(faces.cv2.dnn, "readNetFromCaffe")
+    monkeypatch.setattr(faces.cv2, "__version__", "5.0.0")
+    with pytest.raises(CheckpointError, match=r"OpenCV 5\.0\.0 has no Haar cascades.*opencv-python-headless>=4\.8,<5"):
+        HaarFaceDetector()
+    with pytest.raises(CheckpointError, match="Caffe importer"):
+        DnnFaceDetector("deploy.prototxt", "res10.caffemodel")

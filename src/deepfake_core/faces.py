@@ -22,6 +22,16 @@ HAAR_MIN_NEIGHBORS = 3
 # boxes mapped back to the full frame): 1080p frames take half the time with the same faces found, give or
 # take a few pixels. None scans the full frame, as the original did.
 HAAR_MAX_SIDE = 960  # pixels
+OPENCV_NEEDED = "opencv-python-headless>=4.8,<5"
+
+
+def _require_opencv4(feature: str) -> None:
+    """OpenCV 5 dropped the Caffe importer (res10) and the Haar cascades: say so instead of an AttributeError."""
+    ok = hasattr(cv2, "CascadeClassifier") if feature == "haar" else hasattr(cv2.dnn, "readNetFromCaffe")
+    if not ok:
+        what = "Haar cascades" if feature == "haar" else "Caffe importer the res10 face detector needs"
+        raise CheckpointError(f"OpenCV {cv2.__version__} has no {what}; install {OPENCV_NEEDED}: "
+                              f"pip install '{OPENCV_NEEDED}'")
 
 
 @dataclass(frozen=True)
@@ -56,6 +66,7 @@ class DnnFaceDetector:
 
     def __init__(self, prototxt: str | os.PathLike, caffemodel: str | os.PathLike,
                  confidence: float = DNN_CONFIDENCE, min_size: int = MIN_FACE):
+        _require_opencv4("dnn")
         try:
             self.net = cv2.dnn.readNetFromCaffe(str(prototxt), str(caffemodel))
         except cv2.error as e:
@@ -91,6 +102,7 @@ class HaarFaceDetector:
 
     def __init__(self, cascade_path: str | os.PathLike | None = None, min_size: int = MIN_FACE,
                  max_side: int | None = HAAR_MAX_SIDE):
+        _require_opencv4("haar")
         path = Path(cascade_path) if cascade_path else Path(cv2.data.haarcascades) / HAAR_FILE
         self.cascade = cv2.CascadeClassifier(str(path))
         if self.cascade.empty():
