@@ -91,10 +91,11 @@ class Detector:
         if warmup:
             self.warm_up()
 
-    def warm_up(self, batch_size: int = WARMUP_BATCH) -> None:
+    def warm_up(self, batch_size: int | None = None) -> None:
         """Run each stage once on blank input, so that the first analysis does not pay for one-time setup:
         oneDNN / cuDNN kernels, the face detector's first forward pass (~0.5 s), librosa's lazily imported
         modules (~2 s on a 2-vCPU machine)."""
+        batch_size = batch_size or (self.min_batch if self.device.type == "cuda" else WARMUP_BATCH)
         for loaded in (self.video, self.audio):
             if loaded is not None:
                 size = loaded.spec.input_size
@@ -163,18 +164,25 @@ class Detector:
             "version": __version__,
         }
 
-    def _forward(self, loaded: LoadedModel, batch: list[torch.Tensor]) -> np.ndarray:
+    def _forward(self, loaded: LoadedModel, batch: list[torch.Tensor], pad_to: int = 0) -> np.ndarray:
         x = torch.stack(batch)
+        n = len(x)
+        pad_to = max(pad_to, self.min_batch)
         if self.device.type == "cuda":
+            # One input shape on a GPU: a short batch is padded with zeros to the full batch, so cuDNN's
+            # autotuning (and torch.compile) run once, at warm-up, not for every new count of faces (~4 s each).
+            if n < pad_to:
+                x = torch.cat([x, x.new_zeros((pad_to - n, *x.shape[1:]))])
             x = x.pin_memory().to(self.device, non_blocking=True)
         if self.device.type in ("cpu", "cuda"):
             x = x.contiguous(memory_format=torch.channels_last)
         with torch.inference_mode(), autocast(self.device, self.precision):
             logits = self._nets[loaded.spec.modality](x.to(self.device))
-        return logits.float().cpu().numpy()
+        return logits[:n].float().cpu().numpy()
 
     def _score(self, loaded: LoadedModel, items: torch.Tensor | list[torch.Tensor], batch_size: int) -> np.ndarray:
-        out = [self._forward(loaded, list(items[i:i + batch_size])) for i in range(0, len(items), batch_size)]
+        out = [self._forward(loaded, list(items[i:i + batch_size]), batch_size)
+               for i in range(0, len(items), batch_size)]
         return np.concatenate(out) if out else np.zeros((0, 2), dtype=np.float32)
 
     # ----------------------------------------------------------------------------------------------
