@@ -157,8 +157,7 @@ def calibrate(detector, media: list[LabelledMedia], settings: AnalysisSettings |
     if detector.audio is None:
         log("no audio model: the audio temperature is not fitted")
     else:
-        d = np.concatenate([f.audio_windows for f in files]) if files else np.zeros(0)
-        y = np.concatenate([np.full(len(f.audio_windows), f.media.audio_label == FAKE) for f in files]) if files else d
+        d, y = _pooled((f.audio_windows, f.media.audio_label == FAKE) for f in files)
         if not len(d):
             raise InputError("no audio windows in the validation set: nothing to fit the audio temperature on")
         audio_t = fit_temperature(d, y)
@@ -169,8 +168,7 @@ def calibrate(detector, media: list[LabelledMedia], settings: AnalysisSettings |
         _warn_at_bound("audio", audio_t, details, log)
     with_faces = [f for f in files if len(f.video)]
     if fit_video_temperature:
-        d = np.concatenate([f.video for f in with_faces]) if with_faces else np.zeros(0)
-        y = np.concatenate([np.full(len(f.video), f.media.video_label == FAKE) for f in with_faces]) if with_faces else d
+        d, y = _pooled((f.video, f.media.video_label == FAKE) for f in with_faces)
         if not len(d):
             raise InputError("no faces in the validation set: nothing to fit the video temperature on")
         video_t = fit_temperature(d, y)
@@ -197,6 +195,15 @@ def calibrate(detector, media: list[LabelledMedia], settings: AnalysisSettings |
                  "settings": {k: v for k, v in settings.to_dict().items()
                               if k in ("fusion", "frame_skip", "max_samples", "face_margin", "audio_window_s",
                                        "audio_overlap", "adaptive_tau", "min_weight")}})
+
+
+def _pooled(per_file) -> tuple[np.ndarray, np.ndarray]:
+    """(scores, is_fake) per file -> every file's scores in one array, and each score's label."""
+    per_file = list(per_file)
+    if not per_file:
+        return np.zeros(0), np.zeros(0, dtype=bool)
+    return (np.concatenate([scores for scores, _ in per_file]),
+            np.concatenate([np.full(len(scores), fake) for scores, fake in per_file]))
 
 
 def _warn_at_bound(modality: str, temperature: float, details: dict, log) -> None:
