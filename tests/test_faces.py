@@ -93,3 +93,64 @@ def test_opencv_5_gets_a_clear_message(monkeypatch):
         HaarFaceDetector()
     with pytest.raises(CheckpointError, match="Caffe importer"):
         DnnFaceDetector("deploy.prototxt", "res10.caffemodel")
+
+
+# -- aspect-preserving res10 input, Haar confirmation, stray tracks (hardening issue, item 5) ------------------
+def _paste(canvas_hw, face_side, at=(0.5, 0.5)):
+    """The astronaut scaled so its face is about `face_side` px wide, pasted with the face at `at` (fractions of
+    the canvas) on a grey canvas; (image, the face's box)."""
+    img = astronaut_bgr()
+    s = face_side / TRUE_FACE.width
+    small = cv2.resize(img, (round(512 * s), round(512 * s)), interpolation=cv2.INTER_AREA)
+    h, w = canvas_hw
+    canvas = np.full((h, w, 3), 100, np.uint8)
+    cx, cy = (TRUE_FACE.x1 + TRUE_FACE.x2) / 2 * s, (TRUE_FACE.y1 + TRUE_FACE.y2) / 2 * s  # the face centred
+    y0, x0 = int(at[1] * h - cy), int(at[0] * w - cx)
+    ys, xs = max(0, y0), max(0, x0)
+    part = small[ys - y0: ys - y0 + h - ys, xs - x0: xs - x0 + w - xs]
+    canvas[ys:ys + part.shape[0], xs:xs + part.shape[1]] = part
+    box = FaceBox(*(round(v) for v in (x0 + TRUE_FACE.x1 * s, y0 + TRUE_FACE.y1 * s,
+                                       x0 + TRUE_FACE.x2 * s, y0 + TRUE_FACE.y2 * s)), None, "truth")
+    return canvas, box
+
+
+@pytest.mark.parametrize("canvas, face", [((1080, 1920), 100), ((1080, 1920), 400), ((720, 1280), 90),
+                                          ((2160, 3840), 160), ((300, 533), 150)])
+def test_res10_finds_faces_in_wide_frames(canvas, face):
+    image, truth = _paste(canvas, face)
+    faces = dnn().detect(image)
+    assert faces and faces[0].confidence > 0.8
+    assert iou(faces[0], truth) > 0.4
+
+
+def test_res10_scales_keep_the_aspect_and_search_large_frames_finely():
+    d = dnn()
+    assert d.scales(300, 533) == [1.0]
+    fine, coarse = d.scales(1080, 1920)
+    assert coarse == pytest.approx(300 / 1080) and fine == pytest.approx(32 / MIN_FACE)
+    assert max(d.scales(2160, 3840)) * 3840 <= 1280 + 1e-6
+
+
+class _FixedHaar:
+    """A stand-in cascade that always 'finds' one box (a sleeve, a rug...)."""
+    method = "haar"
+
+    def __init__(self, box):
+        self.box = box
+
+    def detect(self, frame_bgr):
+        return [self.box]
+
+
+def test_haar_box_without_res10_support_is_dropped():
+    blank = np.full((480, 640, 3), 128, np.uint8)
+    phantom = FaceBox(100, 100, 260, 260, None, "haar")
+    hybrid = HybridFaceDetector(dnn(), _FixedHaar(phantom))
+    assert hybrid.detect(blank) == []
+    # the same box where the previous sampled frame had a face (a track) is kept
+    assert hybrid.detect(blank, previous=[FaceBox(110, 105, 265, 270, 0.9, "dnn")]) == [phantom]
+    # a box covering (nearly) the whole frame is never a face
+    huge = FaceBox(0, 0, 620, 470, None, "haar")
+    assert HybridFaceDetector(dnn(), _FixedHaar(huge)).detect(blank, previous=[huge]) == []
+    # without res10 installed the cascade is all there is, unconfirmed
+    assert HybridFaceDetector(None, _FixedHaar(phantom)).detect(blank) == [phantom]

@@ -148,3 +148,11 @@ def test_match_windows_by_time():
     spans = [(0.0, 2.0), (1.0, 3.0), (2.0, 4.0)]
     got = match_windows([0.2, 1.4, 1.6, 2.9, 3.9, 7.5], spans)
     assert list(got) == [0, 0, 1, 2, 2, 2]
+
+
+def test_lone_detections_are_stray_only_beside_a_longer_track():
+    from deepfake_core.pipeline import _stray
+
+    assert _stray([0, 0, 1, 0, 2]).tolist() == [False, False, True, False, True]
+    assert _stray([0, 1, 2]).tolist() == [False, False, False]  # nothing longer: nothing is stray
+    assert _stray([]).tolist() == []

@@ -313,6 +313,7 @@ class _Run:
         fused = fuse(video_logits, audio_rows, s.fusion, s.audio_temperature, s.video_temperature,
                      s.adaptive_tau, s.min_weight)
         track_ids = _track_ids(rows)
+        stray = _stray(track_ids)
         timeline = []
         for i, (index, t, box) in enumerate(rows):
             timeline.append(TimelineRow(
@@ -321,16 +322,19 @@ class _Run:
                 audio_window=int(matched[i]) if matched is not None else None,
                 audio_p_fake=float(fused.audio_probs[i, 0]) if fused.audio_probs is not None else None,
                 fused_p_fake=float(fused.probs[i, 0]), weight_video=float(fused.w_video[i]),
-                weight_audio=float(fused.w_audio[i])))
-        fused_real = float(fused.probs[:, 1].mean())
+                weight_audio=float(fused.w_audio[i]), stray=bool(stray[i])))
+        # Faces of tracks seen in a single sampled frame (while another track spans several) are stray
+        # detections: shown and counted, but they do not decide the verdict.
+        counted = ~stray
+        fused_real = float(fused.probs[counted, 1].mean())
         verdict = REAL if fused_real > s.threshold else FAKE
         confidence = fused_real if verdict == REAL else 1.0 - fused_real
         reason = None
         if s.abstain_below is not None and confidence < s.abstain_below:
             verdict, reason = UNCERTAIN, "abstained"
         modalities = {
-            "video": _modality(fused.video_probs[:, 0], fused.w_video),
-            "audio": self._audio_modality(fused.w_audio if matched is not None else None),
+            "video": _modality(fused.video_probs[counted, 0], fused.w_video[counted]),
+            "audio": self._audio_modality(fused.w_audio[counted] if matched is not None else None),
         }
         tracks = _tracks(timeline, s.threshold)
         return self._report(verdict, reason, confidence, fused_real, modalities, timeline, tracks)
@@ -364,6 +368,7 @@ class _Run:
                 "frames_with_faces": len({r.frame_index for r in timeline}),
                 "faces": faces,
                 "tracks": len(tracks),
+                "stray_detections": sum(r.stray for r in timeline),
                 "audio_windows": len(self.windows),
             },
             timings=timings, settings=self.s.to_dict(), models=self.d.describe_models(),
@@ -407,6 +412,7 @@ def _frame_faces(run: _Run, indices: list[int]) -> Iterator[_FrameFaces]:
     spec, s = run.d.video.spec, run.s
     keep = _thumbnail_positions(len(indices), s.thumbnails)
     frames = read_frames(run.path, indices, run.stats)
+    boxes: list[FaceBox] = []
     with contextlib.closing(frames):
         for done in itertools.count():
             with run.timer("probe_decode"):
@@ -414,7 +420,9 @@ def _frame_faces(run: _Run, indices: list[int]) -> Iterator[_FrameFaces]:
             if frame is None:
                 return
             with run.timer("face_detection"), run.d._face_lock:
-                boxes = run.d.faces.detect(frame.image)[: s.max_faces_per_frame]
+                found = run.d.faces.detect(frame.image, previous=boxes)
+            boxes = [b for b in found if (b.confidence is None or b.confidence > s.face_confidence)
+                     and min(b.width, b.height) >= s.min_face_size][: s.max_faces_per_frame]
             with run.timer("crop_preprocess"):
                 inputs = [face_tensor(cv2.cvtColor(crop_face(frame.image, box, s.face_margin), cv2.COLOR_BGR2RGB),
                                       spec) for box in boxes]
@@ -526,6 +534,15 @@ def _track_ids(rows) -> list[int]:
     return out
 
 
+def _stray(track_ids: list[int]) -> np.ndarray:
+    """True for the faces of tracks with a single face, when some other track has several (a lone box in one
+    sampled frame is far more often a false detection than a person; with no longer track nothing is stray)."""
+    sizes = np.bincount(np.asarray(track_ids, dtype=np.int64)) if track_ids else np.zeros(0, np.int64)
+    if not len(sizes) or sizes.max() < 2:
+        return np.zeros(len(track_ids), dtype=bool)
+    return sizes[np.asarray(track_ids, dtype=np.int64)] == 1
+
+
 def _tracks(timeline: list[TimelineRow], threshold: float) -> list[Track]:
     groups: dict[int, list[TimelineRow]] = defaultdict(list)
     for row in timeline:
@@ -535,7 +552,7 @@ def _tracks(timeline: list[TimelineRow], threshold: float) -> list[Track]:
         fused = float(np.mean([r.fused_p_fake for r in rows]))
         tracks.append(Track(tid, rows[0].time_s, rows[-1].time_s, len(rows),
                             float(np.mean([r.video_p_fake for r in rows])), fused,
-                            REAL if 1.0 - fused > threshold else FAKE))
+                            REAL if 1.0 - fused > threshold else FAKE, stray=rows[0].stray))
     return tracks
 
 

@@ -49,6 +49,7 @@ class TimelineRow:
     fused_p_fake: float
     weight_video: float
     weight_audio: float
+    stray: bool = False  # a lone detection (its track has one face): shown, not counted in the verdict
 
 
 @dataclass
@@ -68,6 +69,7 @@ class Track:
     video_p_fake: float  # mean over the track's faces
     fused_p_fake: float
     prediction: str  # by the report's threshold on the mean fused real probability
+    stray: bool = False  # seen in a single sampled frame while another track spans several: not counted
 
 
 @dataclass

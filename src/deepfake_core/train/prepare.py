@@ -150,10 +150,12 @@ def prepare_item(media: LabelledMedia, options: PrepareOptions, faces: HybridFac
     if options.video:
         stats = DecodeStats()
         frames, times, boxes = [], [], []
+        found = []
         try:
             for index, time_s, image in _frames(media.path, options, stats):
                 info["frames_sampled"] += 1
-                for box in faces.detect(image)[: options.faces_per_frame]:
+                found = faces.detect(image, previous=found)
+                for box in found[: options.faces_per_frame]:
                     crop = cv2.cvtColor(crop_face(image, box, options.face_margin), cv2.COLOR_BGR2RGB)
                     arrays[f"crop_{len(frames)}"] = np.ascontiguousarray(_shrink(crop, options.max_crop_side))
                     frames.append(index)
