@@ -5,6 +5,7 @@ Class order everywhere: index 0 = FAKE, 1 = REAL.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -88,3 +89,48 @@ def fuse(
     w_v, w_a = fusion_weights(strategy, p_v, p_a, tau, min_weight)
     z = w_v[:, None] * z_v + w_a[:, None] * z_a
     return Fusion(p_v, p_a, softmax(z), w_v, w_a)
+
+
+# -- many faces, one video score ----------------------------------------------------------------------------
+def _trimmed(z: np.ndarray, share: float = 0.2) -> float:
+    z = np.sort(z)
+    cut = int(share * len(z))
+    return float(np.mean(z[cut: len(z) - cut])) if len(z) > 2 * cut else float(np.mean(z))
+
+
+def _top(z: np.ndarray, k: int = 3) -> float:
+    return float(np.mean(np.sort(z)[-k:]))
+
+
+def _mean_prob_logit(z: np.ndarray) -> float:
+    p = min(max(float(np.mean(1.0 / (1.0 + np.exp(-z)))), 1e-7), 1 - 1e-7)
+    return float(np.log(p / (1 - p)))
+
+
+# name -> f(faces' logits of P(fake), 1-D) -> one video logit. A model file names its rule in its metadata
+# ("aggregation"); the original models use mean_prob, the mean probability, as the original app did.
+AGGREGATIONS: dict[str, Callable[[np.ndarray], float]] = {
+    "mean_prob": _mean_prob_logit,
+    "mean_logit": lambda z: float(np.mean(z)),
+    "median": lambda z: float(np.median(z)),
+    "top3_mean": _top,
+    "trimmed_mean": _trimmed,  # 20 % cut from each end
+}
+
+
+def aggregate(face_logits, how: str) -> float:
+    """One video logit from its faces' logits (P(fake) = sigmoid), by an AGGREGATIONS rule."""
+    check_choice("aggregation", how, tuple(AGGREGATIONS))
+    z = np.asarray(face_logits, dtype=np.float64).reshape(-1)
+    if not len(z):
+        raise ValueError("no face scores to aggregate")
+    return AGGREGATIONS[how](z)
+
+
+def video_p_fake(p_fake: np.ndarray, how: str = "mean_prob") -> float:
+    """The video's P(fake) from its faces' P(fake) by an AGGREGATIONS rule (mean_prob: the plain mean)."""
+    p = np.asarray(p_fake, dtype=np.float64).reshape(-1)
+    if how == "mean_prob":
+        return float(np.mean(p))
+    p = np.clip(p, 1e-12, 1 - 1e-12)
+    return float(1.0 / (1.0 + np.exp(-aggregate(np.log(p / (1 - p)), how))))

