@@ -20,10 +20,10 @@ import torch
 from . import __version__
 from .audio import SAMPLE_RATE, WINDOW_S, log_mel, mel_batches, read_audio, window_spans
 from .checkpoints import LoadedModel, load_model
-from .errors import ModelFilesMissing, NoVideoStream, WeightsError
+from .errors import CheckpointError, ModelFilesMissing, NoVideoStream, WeightsError
 from .faces import (DNN_INPUT, DnnFaceDetector, FaceBox, HaarFaceDetector, HybridFaceDetector, assign_tracks,
                     crop_face)
-from .fusion import fuse, softmax, video_p_fake
+from .fusion import AGGREGATIONS, fuse, softmax, video_p_fake
 from .models import face_tensor
 from .report import (FAKE, NOT_APPLICABLE, REAL, UNCERTAIN, AudioWindow, ModalityResult, Report, Thumbnail,
                      TimelineRow, Track)
@@ -78,6 +78,9 @@ class Detector:
         # which its verdicts are UNCERTAIN unless the settings say otherwise (measured by its training; the
         # original checkpoint names neither: the mean probability, no band).
         self.video_aggregation = str(video.metadata.get("aggregation", "mean_prob"))
+        if self.video_aggregation not in AGGREGATIONS:
+            raise CheckpointError(f"{video.path.name} names an unknown face aggregation {self.video_aggregation!r} "
+                                  f"(known: {', '.join(AGGREGATIONS)}); it was made by a newer version: upgrade")
         band = video.metadata.get("abstain_below")
         self.video_abstain_below = float(band) if band not in (None, "") else None
         # Decode and find faces in a background thread while the networks run (see _Run.execute).
@@ -141,9 +144,11 @@ class Detector:
         video = load_model(video_path, "video")
         video.metadata.setdefault("choice", video_choice)
         if video_choice == "builtin":
-            notes.append(f"video judged by the built-in model ({video.metadata.get('name', BUILTIN_VIDEO_FILE)}): "
-                         f"trained by this project on real faces only, against self-blended pseudo-fakes; what it "
-                         f"catches and misses is measured in {MODEL_CARD}")
+            status = video.metadata.get("status", "")
+            notes.append(f"video judged by the built-in model ({video.metadata.get('name', BUILTIN_VIDEO_FILE)})"
+                         f"{', EXPERIMENTAL' if status == 'experimental' else ''}: "
+                         f"{video.metadata.get('summary', 'trained by this project')}; what it catches and misses "
+                         f"is measured in {MODEL_CARD}")
         audio = None
         if audio_path is not None and audio_path.is_file():
             audio = load_model(audio_path, "audio")

@@ -183,7 +183,9 @@ class LofoResult:
         return float(np.mean(values)) if values else float("nan")
 
 
-def run_lofo(table: FeatureTable, recipe: PooledRecipe, progress: bool = True) -> LofoResult:
+def run_lofo(table: FeatureTable, recipe: PooledRecipe, progress: bool = True, test_view: int = 0) -> LofoResult:
+    """LOFO over the table's families. Test samples are view `test_view` of each held-out crop (0: cut as
+    inference cuts it; 1: a degraded copy, a check that quality is not the cue)."""
     from sklearn.metrics import roc_auc_score
 
     samples = table.samples()
@@ -191,7 +193,7 @@ def run_lofo(table: FeatureTable, recipe: PooledRecipe, progress: bool = True) -
     generators = sorted(set(fam) - {REAL, SBI_FAMILY})
     families = generators + ([SBI_FAMILY] if SBI_FAMILY in fam else [])
     y = np.array([r["label"] == "fake" for r in table.rows])
-    view0 = np.array([r["view"] == 0 for r in table.rows])
+    view0 = np.array([r["view"] == test_view for r in table.rows])
     keys = [r["key"] for r in table.rows]
     auc = {a: {} for a in AGGREGATIONS}
     oof = {a: ([], [], []) for a in AGGREGATIONS}
