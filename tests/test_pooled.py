@@ -43,7 +43,7 @@ def pooled_run(tmp_path_factory):
     prepare(read_labels(root / "labels.csv"), cache, PrepareOptions(frame_skip=2, frames_per_video=2,
                                                                       face_margin=0.5, audio=False),
             models_dir=models, progress=False)
-    recipe = PooledRecipe(views=2, sbi_photos=0)
+    recipe = PooledRecipe(views=2, sbi=True, sbi_photos=0)
     summary = train_pooled(cache, root / "run", recipe, name="test-pooled", progress=False)
     return root, summary, load_cache(cache)
 

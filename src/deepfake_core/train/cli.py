@@ -69,7 +69,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
         if args.modality != "video":
             raise InputError("--recipe pooled trains a video model")
-        recipe = PooledRecipe(residual=not args.no_residual, sbi=not args.no_sbi_family,
+        recipe = PooledRecipe(residual=not args.no_residual, sbi=args.sbi_family, photos=args.photos,
                               c=args.head_c, seed=args.seed)
         summary = train_pooled(args.cache, args.out, recipe, name=args.name)
         print(f"LOFO mean AUC {summary['lofo_mean_generators']:.4f} ({summary['calibration']['aggregation']}) "
@@ -199,8 +199,11 @@ def register(sub) -> None:
                         "and calibrated by leave-one-family-out validation over the manifest's `family` column "
                         "(prepare with --face-margin 0.5)")
     p.add_argument("--no-residual", action="store_true", help="pooled: RGB features only")
-    p.add_argument("--no-sbi-family", action="store_true",
-                   help="pooled: no self-blended twins of the real faces (the face-swap coverage)")
+    p.add_argument("--sbi-family", action="store_true",
+                   help="pooled: add self-blended twins of the real faces as a fake family (LOFO measured it harmful "
+                        "with frozen features: docs/MODEL_CARD.md)")
+    p.add_argument("--photos", action="store_true",
+                   help="pooled: train on the still face photos of the manifest too (LOFO measured it harmful)")
     p.add_argument("--head-c", type=float, default=0.1, metavar="C",
                    help="pooled: inverse L2 strength of the logistic head (default: 0.1)")
     p.add_argument("--exclude", action="append", metavar="GLOB",

@@ -46,7 +46,12 @@ SBI_FAMILY = "SBI"
 @dataclass(frozen=True)
 class PooledRecipe:
     residual: bool = True  # also pool the features of x - up(down(x)) (generator up-sampling traces)
-    sbi: bool = True  # self-blended twins of real faces as one more fake family
+    # Self-blended twins of real faces as one more fake family. Off by default: with frozen features LOFO measured
+    # it harmful (0.871 -> 0.744; held-out self-blends themselves scored 0.42), see docs/MODEL_CARD.md.
+    sbi: bool = False
+    # Still face photos (manifest rows that are images) as reals. Off by default: LOFO 0.816 -> 0.871 without them
+    # (a still photo is a cue of its own: "photo = real").
+    photos: bool = False
     c: float = 0.1  # inverse L2 strength of the logistic head (scikit-learn's C)
     views: int = 2  # samples per crop: the inference cut, then degraded copies
     sbi_photos: int = 600  # face photos (non-video reals) that get a self-blended twin
@@ -74,6 +79,12 @@ class FeatureTable:
         return cls(np.load(path.with_suffix(".npy")), json.loads(path.with_suffix(".json").read_text()))
 
 
+def select_rows(table: FeatureTable, recipe: PooledRecipe) -> FeatureTable:
+    """The samples the recipe trains on: without self-blended twins unless `sbi`, without photos unless `photos`."""
+    keep = [i for i, r in enumerate(table.rows) if (recipe.sbi or not r["derived"]) and (recipe.photos or r["video"])]
+    return FeatureTable(table.x[keep], [table.rows[i] for i in keep])
+
+
 def _family(item, column: str) -> str:
     if item.video_label == REAL:
         return REAL
@@ -96,6 +107,8 @@ def crop_views(cache: PreparedCache, recipe: PooledRecipe, margin: float):
         with np.load(item.file, allow_pickle=False) as z:
             boxes = z["crop_box"]
             crops = [z[f"crop_{k}"] for k in range(item.faces)]
+        if not (is_video or recipe.photos):
+            continue
         twin = recipe.sbi and family == REAL and (is_video or photos < recipe.sbi_photos)
         photos += twin and not is_video
         for k, crop in enumerate(crops):
@@ -173,7 +186,8 @@ def head_logits(x: np.ndarray, head) -> np.ndarray:
 @dataclass
 class LofoResult:
     auc: dict[str, dict[str, float]]  # aggregation -> family -> video-level ROC-AUC
-    oof: dict[str, tuple[np.ndarray, np.ndarray, list[str]]]  # aggregation -> (logits, is_fake, family)
+    oof: dict[str, tuple[np.ndarray, np.ndarray, list[str], list[str]]]  # aggregation -> (logits, is_fake,
+    # held-out family, video key), every video scored by a model that never saw its family
     generator_families: list[str]
 
     def mean(self, aggregation: str) -> float:
@@ -196,7 +210,7 @@ def run_lofo(table: FeatureTable, recipe: PooledRecipe, progress: bool = True, t
     view0 = np.array([r["view"] == test_view for r in table.rows])
     keys = [r["key"] for r in table.rows]
     auc = {a: {} for a in AGGREGATIONS}
-    oof = {a: ([], [], []) for a in AGGREGATIONS}
+    oof = {a: ([], [], [], []) for a in AGGREGATIONS}
     for held in families:
         train, test = lofo_split(samples, held, families)
         if not recipe.sbi:
@@ -213,9 +227,11 @@ def run_lofo(table: FeatureTable, recipe: PooledRecipe, progress: bool = True, t
             oof[a][0].extend(vz)
             oof[a][1].extend(vy)
             oof[a][2].extend([held] * len(vk))
+            oof[a][3].extend(vk)
         if progress:
             print(f"  LOFO {held}: AUC {auc['mean_logit'][held]:.3f} (mean logit)", file=sys.stderr, flush=True)
-    return LofoResult(auc, {a: (np.array(v[0]), np.array(v[1], bool), v[2]) for a, v in oof.items()}, generators)
+    return LofoResult(auc, {a: (np.array(v[0]), np.array(v[1], bool), v[2], v[3]) for a, v in oof.items()},
+                      generators)
 
 
 @dataclass
@@ -233,7 +249,7 @@ def calibrate_from_lofo(result: LofoResult) -> Calibration:
     """Aggregation by the best LOFO mean; temperature and threshold from its out-of-fold video logits (each
     video scored by a model that never saw its family); the uncertain band where out-of-fold calls fail."""
     aggregation = max(AGGREGATIONS, key=result.mean)
-    z, y, _ = result.oof[aggregation]
+    z, y = result.oof[aggregation][:2]
     t = fit_temperature(z, y)
     p = 1 / (1 + np.exp(-z / t))
     threshold = balanced_threshold(p, y)
@@ -265,6 +281,16 @@ def export(head, calibration: Calibration, spec: ModelSpec, path: Path, metadata
         net.linear.weight.copy_(torch.from_numpy((coef / calibration.temperature).astype(np.float32))[None])
         net.linear.bias.fill_(intercept / calibration.temperature - shift)
     return save_safetensors(net, spec, path, extra=metadata, dtype=torch.float16)
+
+
+def write_oof(result: LofoResult, path: Path) -> None:
+    """Out-of-fold video logits (mean-logit aggregation, before calibration): key, held-out family, label."""
+    z, y, fam, keys = result.oof["mean_logit"]
+    with open(path, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["key", "held_out_family", "label", "logit"])
+        for k, h, yy, zz in zip(keys, fam, y, z):
+            w.writerow([k, h, "fake" if yy else "real", f"{zz:.5f}"])
 
 
 def write_lofo_table(result: LofoResult, path: Path) -> None:
@@ -314,11 +340,13 @@ def train_pooled(cache_dir: str | Path, out_dir: str | Path, recipe: PooledRecip
         table = extract_features(cache, network, spec, recipe, progress=progress)
         table.save(features)
         stamp.write_text(json.dumps(wanted))
+    table = select_rows(table, recipe)
     result = run_lofo(table, recipe, progress)
     write_lofo_table(result, out / "lofo.csv")
+    write_oof(result, out / "oof.csv")
     calibration = calibrate_from_lofo(result)
     fam = np.array([r["family"] for r in table.rows])
-    train = np.ones(len(fam), bool) if recipe.sbi else fam != SBI_FAMILY
+    train = np.ones(len(fam), bool)
     y = np.array([r["label"] == "fake" for r in table.rows])
     head = fit_head(table.x[train], y[train], family_weights(fam, train)[train], recipe.c)
     lofo_numbers = {f: round(v, 4) for f, v in result.auc[calibration.aggregation].items()}
