@@ -146,3 +146,19 @@ def test_tiny_selfblend_training_run_produces_a_loadable_checkpoint(tmp_path):
     report = detector.analyze(data / "a.mp4")
     assert report.verdict in ("REAL", "FAKE")
     assert report.models["video"]["architecture"] == "tf_efficientnet_lite0"
+
+
+def test_shipped_model_judges_offline_with_an_empty_models_folder(tmp_path, face_video, capsys, monkeypatch):
+    """The package's own file, as installed: no models folder, no network; the report names it."""
+    path = weights.builtin_video_file()
+    assert path is not None, "the built-in video model ships with the package (docs/MODEL_CARD.md)"
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("DEEPFAKE_MODELS_DIR", str(tmp_path / "empty"))
+    code = main(["analyze", str(face_video), "--json", "--frame-skip", "10"])
+    out, _ = capsys.readouterr()
+    assert code == 0
+    report = json.loads(out)
+    video = report["models"]["video"]
+    assert video["file"] == weights.BUILTIN_VIDEO_FILE and video["builtin"] and not video["published"]
+    assert video["name"] == read_safetensors_metadata(path)["name"]
+    assert report["verdict"] in ("REAL", "FAKE", "UNCERTAIN") and report["modalities"]["video"]["count"] > 0

@@ -23,7 +23,7 @@ from torch import nn
 
 from .errors import CheckpointError
 from .models import ORIGINAL_AUDIO, ORIGINAL_VIDEO, ModelSpec, build_model
-from .weights import pinned_entry, sha256_file
+from .weights import BUILTIN_DIR, pinned_entry, sha256_file
 
 METADATA_FORMAT = "deepfake_core/1"
 _SHOW_KEYS = 5  # keys named in a mismatch error
@@ -47,6 +47,8 @@ class LoadedModel:
             # the file is one the weights registry pins, or was converted from one
             "published": pinned_entry(self.sha256) is not None
             or pinned_entry(self.metadata.get("source_sha256", "")) is not None,
+            # the model shipped inside this package (weights.BUILTIN_DIR), as installed
+            "builtin": self.path.resolve().parent == BUILTIN_DIR.resolve(),
         }
 
 

@@ -172,7 +172,8 @@ class Report:
         for name in ("video", "audio"):
             m = self.models.get(name)
             if isinstance(m, dict):
-                origin = "published file" if m.get("published") else "not the published file"
+                origin = ("published file" if m.get("published") else
+                          "the built-in model" if m.get("builtin") else "not the published file")
                 used.append(f"{name} {m.get('file')} ({str(m.get('sha256'))[:8]}, {origin})")
         if used:
             lines.append(f"  models:      {' · '.join(used)}; {self.models.get('device')}, {self.models.get('precision')}")

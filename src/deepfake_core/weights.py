@@ -442,7 +442,7 @@ def _probability_difference(a, b) -> float:
 
 # -- the built-in video model (shipped inside the package) ------------------------------------------------
 BUILTIN_DIR = Path(__file__).resolve().parent / "builtin"
-BUILTIN_VIDEO_FILE = "video_lite0_sbi.safetensors"
+BUILTIN_VIDEO_FILE = "video_lite0_pooled.safetensors"
 VIDEO_MODEL_CHOICES = ("original", "builtin")  # --video-model also takes a path
 MODEL_CARD = "docs/MODEL_CARD.md"
 

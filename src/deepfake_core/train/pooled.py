@@ -41,6 +41,12 @@ from .selfblend import BOX_JITTER, LandmarkFinder, box_in_crop, jitter_box
 
 REAL = "real"
 SBI_FAMILY = "SBI"
+# The default threshold calls at most this share of the out-of-fold real videos FAKE (a false accusation costs a
+# journalist more than a miss), or the best balanced accuracy's, whichever is stricter.
+TARGET_FPR = 0.10
+# The uncertain band: out-of-fold calls whose confidence is below `abstain_below` are right less often than this.
+BAND_ACCURACY = 0.65
+BAND_MIN_SHARE = 0.05  # ...judged once the band holds at least this share of the videos (fewer: too noisy to judge)
 
 
 @dataclass(frozen=True)
@@ -239,7 +245,7 @@ class Calibration:
     aggregation: str
     temperature: float
     threshold: float  # P(fake) after the temperature; folded into the exported bias
-    abstain_below: float  # confidence under which a verdict is UNCERTAIN (out-of-fold accuracy there < 0.6)
+    abstain_below: float  # confidence under which a verdict is UNCERTAIN (out-of-fold accuracy there < BAND_ACCURACY)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -252,16 +258,26 @@ def calibrate_from_lofo(result: LofoResult) -> Calibration:
     z, y = result.oof[aggregation][:2]
     t = fit_temperature(z, y)
     p = 1 / (1 + np.exp(-z / t))
-    threshold = balanced_threshold(p, y)
+    threshold = max(balanced_threshold(p, y), fpr_threshold(p, y, TARGET_FPR))
     shift = np.log(threshold / (1 - threshold))
     q = 1 / (1 + np.exp(-(z / t - shift)))  # P(fake) with the threshold moved to 0.5
     conf = np.maximum(q, 1 - q)
     abstain = 0.5
-    for level in np.arange(0.5, 0.81, 0.01):
+    for level in np.arange(0.51, 0.81, 0.01):  # widen the band while the calls inside it are near chance
         band = conf < level
-        if band.sum() >= 3 and balanced_accuracy(q[band] > 0.5, y[band]) < 0.6:
-            abstain = float(round(level, 2))
+        if band.sum() >= BAND_MIN_SHARE * len(q) and np.mean((q[band] > 0.5) == y[band]) >= BAND_ACCURACY:
+            break
+        abstain = float(round(level, 2))
     return Calibration(aggregation, float(t), float(threshold), abstain)
+
+
+def fpr_threshold(p_fake: np.ndarray, is_fake: np.ndarray, target: float) -> float:
+    """The lowest P(fake) threshold that calls at most `target` of the real videos FAKE (FAKE above it)."""
+    reals = np.sort(np.asarray(p_fake, dtype=np.float64)[~np.asarray(is_fake, bool)])
+    if not len(reals):
+        return 0.5
+    k = int(np.floor(target * len(reals)))  # reals allowed above the threshold
+    return float(reals[len(reals) - 1 - k]) if k < len(reals) else 0.0
 
 
 def export(head, calibration: Calibration, spec: ModelSpec, path: Path, metadata: dict) -> Path:
