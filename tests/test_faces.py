@@ -126,7 +126,7 @@ def test_res10_finds_faces_in_wide_frames(canvas, face):
 def test_res10_scales_keep_the_aspect_and_search_large_frames_finely():
     d = dnn()
     assert d.scales(300, 533) == [1.0]
-    fine, coarse = d.scales(1080, 1920)
+    coarse, fine = d.scales(1080, 1920)
     assert coarse == pytest.approx(300 / 1080) and fine == pytest.approx(32 / MIN_FACE)
     assert max(d.scales(2160, 3840)) * 3840 <= 1280 + 1e-6
 

@@ -16,9 +16,10 @@ DNN_MEAN = (104.0, 177.0, 123.0)  # BGR mean subtracted by the res10 SSD
 DNN_CONFIDENCE = 0.3
 # res10 is fully convolutional: it is fed the frame with its aspect kept (a 16:9 frame as 533x300, not squashed to
 # 300x300, which cost clear frontal faces half their score). Measured on the astronaut pasted at known sizes into
-# a 533x300 input: a face of 28 px at the network's input scores 0.97, 20 px 0.28, 250 px 0.83. So large frames
-# are first searched at a finer scale that maps the smallest kept face (MIN_FACE) to DNN_MIN_FACE_INPUT pixels,
-# and at the coarse scale only when that finds nothing (close-ups whose face is too big for the fine scale).
+# a 533x300 input: a face of 28 px at the network's input scores 0.97, 20 px 0.28, 250 px 0.83. So a frame is
+# searched at the coarse scale (shorter side DNN_INPUT) and, when that finds no clear face in a large frame, at a
+# finer scale that maps the smallest kept face (MIN_FACE) to DNN_MIN_FACE_INPUT pixels (a 1080p frame: 768x432).
+DNN_SURE = 0.8  # a face scoring this at the coarse scale ends the search (else the fine scale is tried too)
 DNN_MIN_FACE_INPUT = 32  # pixels: the smallest kept face's side at the network input (fine scale)
 DNN_MAX_SIDE = 1280  # pixels: the fine-scale input's longer side at most (4K frames: faces from ~120 px)
 # Haar boxes are kept only when res10 saw *something* there: a proposal of at least this score overlapping
@@ -89,11 +90,11 @@ class DnnFaceDetector:
         self.min_size = min_size
 
     def scales(self, height: int, width: int) -> list[float]:
-        """The input scales tried in order: the fine one for large frames, then the coarse one (shorter side
-        DNN_INPUT)."""
+        """The input scales tried in order: the coarse one (shorter side DNN_INPUT), then, for large frames, the
+        fine one (the cost of the fine pass is paid only by frames where the coarse one finds nothing)."""
         coarse = DNN_INPUT / min(height, width)
         fine = min(1.0, DNN_MIN_FACE_INPUT / max(self.min_size, 1), DNN_MAX_SIDE / max(height, width))
-        return [fine, coarse] if fine > coarse * 1.2 else [coarse]
+        return [coarse, fine] if fine > coarse * 1.2 else [coarse]
 
     def detect(self, frame_bgr: np.ndarray) -> list[FaceBox]:
         """Every face above the confidence threshold and at least `min_size` on both sides, best first."""
@@ -104,13 +105,16 @@ class DnnFaceDetector:
         at least `min_size` on both sides and best first, from the first scale that finds a face."""
         h, w = frame_bgr.shape[:2]
         weak: list[FaceBox] = []
+        best: list[FaceBox] = []
         for scale in self.scales(h, w):
             found = self._forward(frame_bgr, scale)
             faces = [f for f in found if f.confidence > self.confidence]
             weak.extend(f for f in found if f.confidence <= self.confidence)
-            if faces:
-                return faces, sorted(weak, key=lambda f: f.confidence, reverse=True)
-        return [], sorted(weak, key=lambda f: f.confidence, reverse=True)
+            if faces and (not best or faces[0].confidence > best[0].confidence):
+                best = faces
+            if best and best[0].confidence >= DNN_SURE:  # a clear face: no finer pass needed
+                break
+        return best, sorted(weak, key=lambda f: f.confidence, reverse=True)
 
     def _forward(self, frame_bgr: np.ndarray, scale: float) -> list[FaceBox]:
         h, w = frame_bgr.shape[:2]
