@@ -198,11 +198,19 @@ class AnalysisService:
             return self.jobs.get(job_id)
 
     def delete(self, job_id: str) -> Job | None:
-        """Forget a job: a queued one never runs, a running one stops at its next frame."""
+        """Forget a job: a queued one is cancelled now (its place and upload freed), a running one stops at
+        its next frame."""
         with self._lock:
             job = self.jobs.pop(job_id, None)
-        if job is not None:
+            if job is None:
+                return None
             job.cancel.set()
+            waiting = job.status == QUEUED
+            if waiting:  # the worker that takes it from the queue skips it
+                job.status = CANCELLED
+                self.queued -= 1
+        if waiting:
+            self._finish(job, CANCELLED, "deleted before it started")
         return job
 
     def expire(self) -> int:
@@ -225,6 +233,8 @@ class AnalysisService:
             if job is None:
                 return
             with self._lock:
+                if job.status != QUEUED:  # deleted while it waited: already finished
+                    continue
                 self.queued -= 1
                 if job.cancel.is_set():
                     cancelled = True
