@@ -144,3 +144,33 @@ def test_cli_refuses_a_bad_face_count(lite_models, face_video, capsys):
     code = main(["analyze", str(face_video), "--models-dir", str(directory), "--video-model", str(video),
                  "--explain", "--explain-faces", "0"])
     assert code == 2 and "explain must be a whole number of faces" in capsys.readouterr().err
+
+
+def test_page_toggle_shows_the_overlays_next_to_the_frames(original_models, face_video, monkeypatch, tmp_path):
+    import tempfile
+
+    from conftest import face_files_dir
+    from streamlit.testing.v1 import AppTest
+    from test_app import APP, TIMEOUT, upload
+
+    face_files_dir()
+    monkeypatch.setenv("DEEPFAKE_MODELS_DIR", str(original_models))
+    monkeypatch.setenv("DEEPFAKE_DEVICE", "cpu")
+    folder = tmp_path / "tmp"
+    folder.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(folder))
+    page = AppTest.from_file(str(APP), default_timeout=TIMEOUT)
+    page.run()
+    page.number_input(key="max_samples").set_value(2).run()
+    upload(page, face_video)
+    assert page.toggle(key="explain").value is False
+    page.toggle(key="explain").set_value(True)
+    page.button(key="analyse").click().run()
+    assert not page.exception and not page.error, page.exception or page.error
+    report = page.session_state["result"]["report"]
+    assert len(report.explanations) == min(4, len(report.timeline)) >= 1
+    strip, overlays = page.get("image")[0].captions, page.get("image")[1].captions
+    assert len(strip) == 2 and len(overlays) == len(report.explanations)
+    assert overlays[0].startswith("#1 · ") and "face P(fake)" in overlays[0]
+    assert "Why: where the face model saw FAKE" in "\n".join(s.value for s in page.subheader)
+    assert list(folder.iterdir()) == []  # the upload's temporary copy is gone

@@ -122,9 +122,18 @@ def target_layer(module: nn.Module, spec: ModelSpec) -> tuple[str, nn.Module]:
 
 
 # -- heatmaps ------------------------------------------------------------------------------------------------
+def _need_grad_cam() -> None:
+    import importlib.util
+
+    if importlib.util.find_spec("pytorch_grad_cam") is None:
+        raise SettingsError("explanations need the grad-cam package: pip install 'deepfake-detector[api]' "
+                            "(or pip install grad-cam)")
+
+
 def gradcam(module: nn.Module, layer: nn.Module, inputs: torch.Tensor, target: int = FAKE) -> np.ndarray:
     """Grad-CAM maps for a batch: (N, S, S) float32 in [0, 1] for (N, 3, S, S) inputs, each map scaled to its
     own maximum. `target` is the class explained (FAKE: where the evidence for "fake" is)."""
+    _need_grad_cam()
     from pytorch_grad_cam import GradCAM
     from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 
@@ -203,6 +212,7 @@ def explain_report(detector, path: str | os.PathLike, report, k: int = DEFAULT_T
     stored in `report.explanations` (and returned). With `out_dir` each overlay is written there as a PNG and
     the report names the file; otherwise to_dict() embeds it as a data URL. Adds timings["explain"]."""
     check_top_k(k)
+    _need_grad_cam()
     started = time.perf_counter()
     rows = top_faces(report, k)
     crops = read_crops(path, report, rows, float(report.settings.get("face_margin", 0.0)))
