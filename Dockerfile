@@ -3,6 +3,8 @@
 #
 #   docker build -t deepfake-detector .
 #   docker run -d -p 8501:8501 -v deepfake-models:/models deepfake-detector
+#   docker run -d -p 8000:8000 -v deepfake-models:/models -e DEEPFAKE_API_KEYS=... deepfake-detector \
+#       deepfake-detect api --host 0.0.0.0 --port 8000          the HTTP API instead of the page (README, "HTTP API")
 #
 # Build arguments:
 #   TORCH_INDEX_URL   where torch/torchvision come from: the CPU-only wheels by default; a CUDA build takes
@@ -27,10 +29,11 @@ WORKDIR /opt/deepfake-detector
 # 1. PyTorch, from the index the build argument names (CPU-only wheels by default: no CUDA libraries).
 RUN pip install --index-url "$TORCH_INDEX_URL" "torch==$TORCH_VERSION" "torchvision==$TORCHVISION_VERSION"
 
-# 2. The other dependencies (the library's and the web page's), read from pyproject.toml alone, so that a
-#    code change reuses this layer and the one above. The constraints keep the torch installed above.
+# 2. The other dependencies (the library's, the web page's and the HTTP API's), read from pyproject.toml
+#    alone, so that a code change reuses this layer and the one above. The constraints keep the torch installed
+#    above.
 COPY pyproject.toml ./
-RUN python -c "import tomllib; p = tomllib.load(open('pyproject.toml', 'rb'))['project']; print('\n'.join(p['dependencies'] + p['optional-dependencies']['app']))" > /tmp/requirements.txt \
+RUN python -c "import tomllib; p = tomllib.load(open('pyproject.toml', 'rb'))['project']; print('\n'.join(p['dependencies'] + p['optional-dependencies']['app'] + p['optional-dependencies']['api']))" > /tmp/requirements.txt \
  && printf 'torch==%s\ntorchvision==%s\n' "$TORCH_VERSION" "$TORCHVISION_VERSION" > /tmp/constraints.txt \
  && pip install -r /tmp/requirements.txt -c /tmp/constraints.txt \
  && rm /tmp/requirements.txt /tmp/constraints.txt

@@ -157,3 +157,33 @@ def detector(original_models):
 
     face_files_dir()
     return Detector.load(original_models, device="cpu")
+
+
+LITE_SPEC_ARGS = ("tf_efficientnet_lite0", "video", "linear", 64, (0.5, 0.5, 0.5), (0.5, 0.5, 0.5))
+
+
+@pytest.fixture(scope="session")
+def lite_models(tmp_path_factory) -> tuple[Path, Path]:
+    """(models folder, video model file): the res10 files and a random tf_efficientnet_lite0 at 64 px, no
+    audio model: a detector that analyses in a fraction of the original models' time (API and load tests)."""
+    from deepfake_core.checkpoints import save_safetensors
+    from deepfake_core.models import ModelSpec, build_model
+
+    face_files_dir()
+    directory = tmp_path_factory.mktemp("lite_models")
+    for name in FACE_FILES:
+        shutil.copy(SHARED_MODELS / name, directory / name)
+    spec = ModelSpec(*LITE_SPEC_ARGS)
+    torch.manual_seed(0)
+    model = build_model(spec).eval()
+    _randomise_bn(model, 0)
+    path = save_safetensors(model, spec, directory / "lite_video.safetensors", {"name": "test-lite"})
+    return directory, path
+
+
+@pytest.fixture(scope="session")
+def lite_detector(lite_models):
+    from deepfake_core import Detector
+
+    directory, video = lite_models
+    return Detector.load(directory, device="cpu", video_model=str(video))

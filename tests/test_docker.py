@@ -309,7 +309,8 @@ def test_dockerfile_dependency_layer_installs_what_pyproject_lists(instructions)
     assert result.returncode == 0, result.stderr
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     listed = result.stdout.splitlines()
-    assert listed == project["dependencies"] + project["optional-dependencies"]["app"]
+    extras = project["optional-dependencies"]
+    assert listed == project["dependencies"] + extras["app"] + extras["api"]  # the page's and the API's
     names = {Requirement(line).name for line in listed}
     assert {"torch", "torchvision", "av", "streamlit"} <= names
 

@@ -21,7 +21,8 @@ VIDEO_EXTENSIONS = {".mp4", ".m4v", ".mov", ".avi", ".mkv", ".webm", ".mpg", ".m
 EXIT_OK, EXIT_INTERNAL, EXIT_INPUT, EXIT_MODELS = 0, 1, 2, 3
 
 # Modules that add subcommands: each has register(subparsers) -> None, setting `func` on its parsers.
-COMMAND_MODULES: list[str] = ["deepfake_core.serve", "deepfake_core.weights_cli", "deepfake_core.train.cli"]
+COMMAND_MODULES: list[str] = ["deepfake_core.serve", "deepfake_core.weights_cli", "deepfake_core.train.cli",
+                               "deepfake_core.api"]
 
 
 def add_model_options(p: argparse.ArgumentParser) -> None:
@@ -121,6 +122,11 @@ def progress_bar(enabled: bool) -> tuple[Callable[[float, str], None], Callable[
 # -- analyze ---------------------------------------------------------------------------------------------
 def cmd_analyze(args: argparse.Namespace) -> int:
     settings = settings_from_args(args)
+    explain = bool(args.explain or args.explain_dir)
+    if explain:
+        from .explain import check_top_k
+
+        check_top_k(args.explain_faces)
     if not Path(args.video).exists():
         raise InputError(f"no such file: {args.video}")
     detector = load_detector(args)
@@ -130,6 +136,10 @@ def cmd_analyze(args: argparse.Namespace) -> int:
         report = detector.analyze(args.video, settings, progress=update)
     finally:
         close()
+    if explain and report.timeline:  # Grad-CAM of the most suspicious faces, after the analysis (explain.py)
+        from .explain import explain_report
+
+        explain_report(detector, args.video, report, k=args.explain_faces, out_dir=args.explain_dir)
     print(report.to_json() if args.json else report.summary())
     return EXIT_OK
 
@@ -223,6 +233,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("video", help="video file (mp4, mov, mkv, webm, avi, ...)")
     p.add_argument("--json", action="store_true", help="print the full report as JSON")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
+    p.add_argument("--explain", action="store_true",
+                   help="after the analysis, Grad-CAM heatmaps of the most suspicious faces (where the video model "
+                        "saw FAKE), as PNG data URLs in the --json report, or files with --explain-dir")
+    p.add_argument("--explain-faces", type=int, default=4, metavar="K", help="faces --explain shows (default: 4)")
+    p.add_argument("--explain-dir", metavar="DIR", help="write the overlays into DIR as PNG files (implies --explain)")
     add_analysis_options(p)
     p.set_defaults(func=cmd_analyze)
 

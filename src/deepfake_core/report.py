@@ -100,6 +100,8 @@ class Report:
     notes: list[str] = field(default_factory=list)  # what could not be judged, and why
     file: str = ""
     thumbnails: list[Thumbnail] = field(default_factory=list, repr=False)  # for display; not in to_dict()
+    # Grad-CAM heatmaps of the most suspicious faces (explain.Explanation), only when asked (explain_report)
+    explanations: list = field(default_factory=list, repr=False)
 
     @property
     def explanation(self) -> str:
@@ -130,6 +132,8 @@ class Report:
             "notes": list(self.notes),
             "file": self.file,
         }
+        if self.explanations:
+            d["explanations"] = [e.to_dict() for e in self.explanations]
         return json_safe(d)
 
     def to_json(self, indent: int | None = 2) -> str:
@@ -177,6 +181,10 @@ class Report:
                 used.append(f"{name} {m.get('file')} ({str(m.get('sha256'))[:8]}, {origin})")
         if used:
             lines.append(f"  models:      {' · '.join(used)}; {self.models.get('device')}, {self.models.get('precision')}")
+        if self.explanations:
+            files = [e.file for e in self.explanations if e.file]
+            lines.append(f"  explained:   {len(self.explanations)} most suspicious face(s), Grad-CAM"
+                         + (f": {', '.join(files)}" if files else " (overlays in the --json report)"))
         for note in self.notes:
             lines.append(f"  note:        {note}")
         return "\n".join(lines)

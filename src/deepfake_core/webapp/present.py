@@ -172,6 +172,13 @@ def frame_strip(report: Report) -> list[tuple[Image.Image, str]]:
     return out
 
 
+def explanation_strip(report: Report) -> list[tuple[Image.Image, str]]:
+    """The Grad-CAM overlays of the most suspicious faces (report.explanations, when asked), captioned with
+    their rank, time and the face model's P(fake)."""
+    return [(Image.fromarray(e.overlay).convert("RGB"), f"#{e.rank} · {e.time_s:.1f} s · face P(fake) "
+             f"{e.video_p_fake:.2f}") for e in report.explanations]
+
+
 def count_line(report: Report) -> str:
     c = report.counts
     duration = report.media.get("duration_s")

@@ -49,6 +49,8 @@ HELP = {
     "abstain": "Say UNCERTAIN instead of REAL or FAKE when the confidence is below the value you set.",
     "truth": "If you already know whether this video is real or fake, the result says whether the detector "
              "got it right.",
+    "explain": "After the analysis, show where the face model saw FAKE in the most suspicious faces (Grad-CAM "
+               "heatmaps: red = strongest evidence). Takes a few extra seconds.",
     "video_model": "Which face model judges the video. **original**: the published FakeAVCeleb-trained Xception "
                    "(downloaded with `deepfake-detect weights pull`). **built-in**: the small model shipped with "
                    "this package, trained by the project on real faces only (see its model card). **automatic**: "
@@ -230,9 +232,11 @@ def upload_cap_mb() -> int:
 
 
 # -- analysis --------------------------------------------------------------------------------------------
-def analyse_upload(detector: Detector, uploaded, settings_kwargs: dict, cap_mb: int) -> dict | None:
-    """Save the upload to its own temporary file, analyse it, remove the file (on every path).
-    Returns the session's result, or None after showing an error with its remedy."""
+def analyse_upload(detector: Detector, uploaded, settings_kwargs: dict, cap_mb: int,
+                   explain: bool = False) -> dict | None:
+    """Save the upload to its own temporary file, analyse it (and with `explain`, Grad-CAM its most suspicious
+    faces), remove the file (on every path). Returns the session's result, or None after showing an error with
+    its remedy."""
     if uploaded.size > cap_mb * MB:
         st.error(f"**'{uploaded.name}' is {uploaded.size / MB:.0f} MB, over the {cap_mb} MB upload limit.** "
                  f"Trim it or re-encode it smaller (for example to 720p), or ask whoever runs this server to "
@@ -260,6 +264,11 @@ def analyse_upload(detector: Detector, uploaded, settings_kwargs: dict, cap_mb: 
         report = detector.analyze(path, settings, progress=progress)
         report.file = uploaded.name  # the report names the upload, not the temporary file
         report.media["path"] = uploaded.name
+        if explain and report.timeline:
+            from deepfake_core.explain import explain_report
+
+            bar.progress(1.0, text="Explaining the most suspicious faces…")
+            explain_report(detector, path, report)
         return {"file_id": uploaded.file_id, "report": report, "settings": settings_kwargs,
                 "json": report.to_json(), "csv": report.timeline_csv()}
     except UnreadableMedia as e:
@@ -394,6 +403,12 @@ def frames(report) -> None:
     st.image([image for image, _ in strip], caption=[caption for _, caption in strip], width=170)
     st.caption("Red box: that face counts toward FAKE; green: toward REAL. #n is the person, then the "
                "combined P(fake).")
+    overlays = present.explanation_strip(report)
+    if overlays:
+        st.subheader("Why: where the face model saw FAKE", anchor=False)
+        st.image([image for image, _ in overlays], caption=[caption for _, caption in overlays], width=170)
+        st.caption("The most suspicious faces, with Grad-CAM heatmaps of the face model: red is where the "
+                   "evidence for FAKE is strongest, blue where there is none. Each map is scaled to its own face.")
 
 
 def people(report) -> None:
@@ -442,9 +457,10 @@ def main() -> None:
         st.markdown(f"**{uploaded.name}**  \n{uploaded.size / MB:.1f} MB")
         clicked = st.button("Analyse", type="primary", key="analyse", disabled=detector is None,
                             icon=":material/search:", width="stretch")
+        explain = st.toggle("Explain the face scores", key="explain", help=HELP["explain"])
     if clicked and detector is not None:
         st.session_state.pop("result", None)
-        result = analyse_upload(detector, uploaded, chosen["settings"], cap_mb)
+        result = analyse_upload(detector, uploaded, chosen["settings"], cap_mb, explain=explain)
         if result is not None:
             st.session_state["result"] = result
     if result is not None:
