@@ -23,7 +23,7 @@ print(json.dumps({"code": code, "torch": "torch" in sys.modules, "openvino": "op
 
 def run_cli(args: list[str], cwd) -> dict:
     done = subprocess.run([sys.executable, "-c", PROBE, json.dumps(args)], capture_output=True, text=True,
-                          cwd=cwd, timeout=120)
+                          cwd=cwd, timeout=900)  # a safeguard only: a loaded machine is slow
     assert done.returncode == 0, done.stderr
     result = json.loads(done.stdout.strip().splitlines()[-1])
     result["stderr"] = done.stderr
@@ -68,11 +68,11 @@ def test_light_commands_do_not_import_torch(name, folders):
         assert "error" in result["stderr"] and "Traceback" not in result["stderr"]
 
 
-def test_the_probe_sees_torch_when_a_video_is_analysed(folders, original_models):
-    """The check can fail: analysing a video with the models present does import torch."""
-    from conftest import face_files_dir
-
-    face_files_dir()
-    result = run_cli(["analyze", folders["video"], "--models-dir", str(original_models), "--runtime", "torch",
-                      "--max-samples", "1"], folders["tmp"])
-    assert result["code"] == 0 and result["torch"], result["stderr"]
+def test_the_probe_sees_torch_when_a_model_file_is_read(folders):
+    """The check can fail: a model file that is there gets read, which imports torch (here a damaged one)."""
+    models = folders["tmp"] / "damaged-models"
+    models.mkdir()
+    (models / "epoch_007.pt").write_bytes(b"not a checkpoint")
+    result = run_cli(["analyze", folders["video"], "--models-dir", str(models), "--video-model", "original",
+                      "--runtime", "torch"], folders["tmp"])
+    assert result["code"] == 3 and result["torch"], result["stderr"]

@@ -29,7 +29,7 @@ from .models import face_tensor
 from .report import (FAKE, NOT_APPLICABLE, REAL, UNCERTAIN, AudioWindow, ModalityResult, Report, Thumbnail,
                      TimelineRow, Track)
 from .runtime import make_runner, pick_device, pick_precision, pick_runtime
-from .settings import AnalysisSettings
+from .settings import RUNTIMES, AnalysisSettings, check_choice
 from .video import DecodeStats, MediaInfo, probe, read_frames, sample_indices
 from .weights import AUDIO_FILES, BUILTIN_VIDEO_FILE, FACE_CAFFEMODELS, FACE_PROTOTXT, MODEL_CARD, first_existing
 
@@ -124,6 +124,7 @@ class Detector:
         PyTorch), torch or openvino (CPU only; converted once per model file, cached in ~/.cache).
         Raises ModelFilesMissing, CheckpointError or SettingsError.
         """
+        check_choice("runtime", runtime, RUNTIMES)  # before the seconds of loading
         files = find_model_files(models_dir, video_model, audio_model, require_audio)
         directory, video_path, video_choice, audio_path = files.directory, files.video, files.video_choice, files.audio
         notes = []
