@@ -2,7 +2,7 @@
 """Time the product's analysis, stage by stage, against a reference path that does what the original did.
 
     python benchmarks/bench_pipeline.py VIDEO... [--device auto|cpu|cuda] [--precision auto|fp32|bf16]
-                                        [--repeat N] [--models-dir DIR] [--json]
+                                        [--repeat N] [--models-dir DIR] [--runtimes torch,openvino] [--json]
     python benchmarks/bench_pipeline.py --generate 60s            # + a generated 60 s 1080p clip
     python benchmarks/bench_pipeline.py --generate 10min --no-reference --repeat 1   # + peak RSS
 
@@ -16,7 +16,12 @@ the same weights, it times the reference path:
 - one batch-1 fp32 pass of the video model per sampled face, and one batch-1 fp32 pass of the audio model per
   face (on the audio window that face is paired with), in the default memory format under torch.no_grad,
 
-and prints reference / product, plus the largest difference between the two paths' per-face probabilities
+With `--runtimes torch,openvino` the product runs once per runtime, the runs interleaved (round 1: torch, then
+openvino; round 2: ...), so a change in the machine's load hits both alike; it prints each one's median and the
+ratio first / other, each runtime's model load and warm-up time (and, for OpenVINO, the first load that converts
+the networks when no converted copy is cached), and the largest per-face difference between the runtimes.
+
+It prints reference / product, plus the largest difference between the two paths' per-face probabilities
 (video P(fake) and fused P(fake)): what the product's precision and batching cost in accuracy.
 
 Without --models-dir, random-initialised checkpoints in the original layouts are written to a temporary folder
@@ -278,25 +283,28 @@ def prob_diff(product_rows, reference_rows) -> dict:
     }
 
 
-def bench_video(path: Path, detector: Detector, reference: Reference | None, settings: AnalysisSettings,
+def bench_video(path: Path, detectors: dict[str, Detector], reference: Reference | None, settings: AnalysisSettings,
                 repeat: int, reference_repeat: int) -> dict:
-    runs, report = [], None
+    """The first detector's numbers at the top level (as before); with several (runtimes), each one's under
+    "runtimes", their runs interleaved (so a change in the machine's load hits them alike), and "ratios":
+    the first one's median total / each other's (> 1: the other is faster)."""
+    runs: dict[str, list[dict]] = {name: [] for name in detectors}
+    reports: dict = {}
     for _ in range(repeat):
-        report = detector.analyze(path, settings)
-        runs.append(report.timings)
-    stages = median_timings(runs)
-    duration = float(report.media.get("duration_s") or 0.0)
-    sampled = int(report.counts.get("frames_sampled", 0))
-    result = {
-        "video": str(path), "duration_s": round(duration, 3),
-        "resolution": f"{report.media.get('width')}x{report.media.get('height')}",
-        "verdict": report.verdict, "frames_sampled": sampled, "frames_decoded": report.counts.get("frames_decoded"),
-        "faces": report.counts.get("faces"), "audio_windows": report.counts.get("audio_windows"),
-        "repeat": repeat, "stages": stages, "total_s": stages["total"],
-        "total_s_runs": [round(r["total"], 4) for r in runs],
-        "sampled_fps": round(sampled / stages["total"], 2) if stages["total"] else None,
-        "realtime_factor": round(duration / stages["total"], 3) if stages["total"] else None,
-    }
+        for name, detector in detectors.items():
+            reports[name] = detector.analyze(path, settings)
+            runs[name].append(reports[name].timings)
+    per_runtime = {name: _product_result(reports[name], runs[name]) for name in detectors}
+    first = next(iter(detectors))
+    result = {"video": str(path), **per_runtime[first], "repeat": repeat}
+    if len(detectors) > 1:
+        result["runtimes"] = per_runtime
+        result["ratios"] = {f"{first}/{name}": round(per_runtime[first]["total_s"] / r["total_s"], 3)
+                            for name, r in per_runtime.items() if name != first}
+        first_rows = _rows(reports[first].timeline)
+        result["runtime_prob_diff"] = {name: prob_diff(reports[name].timeline, first_rows)
+                                       for name in detectors if name != first}
+    report = reports[first]
     if reference is not None:
         ref_runs, ref_rows = [], []
         for _ in range(reference_repeat):
@@ -305,8 +313,10 @@ def bench_video(path: Path, detector: Detector, reference: Reference | None, set
         ref_stages = median_timings(ref_runs)
         result["reference"] = {"repeat": reference_repeat, "stages": ref_stages, "total_s": ref_stages["total"],
                                "total_s_runs": [round(r["total"], 4) for r in ref_runs]}
-        result["speedup_vs_reference"] = round(ref_stages["total"] / stages["total"], 2)
+        result["speedup_vs_reference"] = round(ref_stages["total"] / result["total_s"], 2)
         result.update(prob_diff(report.timeline, ref_rows))
+        for r in per_runtime.values():
+            r["speedup_vs_reference"] = round(ref_stages["total"] / r["total_s"], 2)
     else:
         result["speedup_vs_reference"] = None
         result["max_abs_prob_diff"] = None
@@ -314,31 +324,73 @@ def bench_video(path: Path, detector: Detector, reference: Reference | None, set
     return result
 
 
-def model_throughput(detector: Detector, batches: list[int], iterations: int = 10) -> dict:
-    """Images per second through each network alone, as the detector runs it (its inference copy, precision,
-    memory format), inputs already on the device: {modality: {batch: images/s}}, the median of `iterations`
-    timed passes after 3 untimed ones."""
-    from deepfake_core.runtime import autocast
+def _product_result(report, runs: list[dict]) -> dict:
+    stages = median_timings(runs)
+    duration = float(report.media.get("duration_s") or 0.0)
+    sampled = int(report.counts.get("frames_sampled", 0))
+    return {
+        "duration_s": round(duration, 3),
+        "resolution": f"{report.media.get('width')}x{report.media.get('height')}",
+        "verdict": report.verdict, "frames_sampled": sampled, "frames_decoded": report.counts.get("frames_decoded"),
+        "faces": report.counts.get("faces"), "audio_windows": report.counts.get("audio_windows"),
+        "runtime": report.models.get("runtime"), "precision": report.models.get("precision"),
+        "stages": stages, "total_s": stages["total"], "total_s_runs": [round(r["total"], 4) for r in runs],
+        "sampled_fps": round(sampled / stages["total"], 2) if stages["total"] else None,
+        "realtime_factor": round(duration / stages["total"], 3) if stages["total"] else None,
+    }
 
+
+def _rows(timeline) -> list[dict]:
+    return [{"frame_index": r.frame_index, "box": r.box, "video_p_fake": r.video_p_fake,
+             "fused_p_fake": r.fused_p_fake} for r in timeline]
+
+
+def model_throughput(detector: Detector, batches: list[int], iterations: int = 10) -> dict:
+    """Images per second through each network alone, as the detector runs it (its runner: runtime, precision,
+    memory format), inputs already in memory: {modality: {batch: images/s}}, the median of `iterations` timed
+    passes after 3 untimed ones."""
     out = {}
-    for modality, net in detector._nets.items():
+    for modality, runner in detector._runners.items():
         size = (detector.video if modality == "video" else detector.audio).spec.input_size
         out[modality] = {}
         for batch in batches:
-            x = torch.randn(batch, 3, size, size, device=detector.device).contiguous(memory_format=torch.channels_last)
+            x = torch.randn(batch, 3, size, size)
             times = []
-            with torch.inference_mode(), autocast(detector.device, detector.precision):
-                for i in range(3 + iterations):
-                    if detector.device.type == "cuda":
-                        torch.cuda.synchronize()
-                    started = time.perf_counter()
-                    net(x)
-                    if detector.device.type == "cuda":
-                        torch.cuda.synchronize()
-                    if i >= 3:
-                        times.append(time.perf_counter() - started)
+            for i in range(3 + iterations):
+                if detector.device.type == "cuda":
+                    torch.cuda.synchronize()
+                started = time.perf_counter()
+                runner(x, batch)
+                if detector.device.type == "cuda":
+                    torch.cuda.synchronize()
+                if i >= 3:
+                    times.append(time.perf_counter() - started)
             out[modality][batch] = round(batch / statistics.median(times), 1)
     return out
+
+
+def load_detectors(models_dir: Path, runtimes: list[str], args) -> tuple[dict[str, Detector], dict]:
+    """{runtime: Detector}, and how long each took to load: `load_s` (checkpoints, res10, inference copies,
+    OpenVINO compilation), `warmup_s` (one pass of every stage). An OpenVINO load that had to convert the
+    networks first (no cached conversion) is timed too (`first_load_s`), then loaded again from the cache."""
+    detectors, loads = {}, {}
+    for runtime in runtimes:
+        kwargs = {"compile": True} if args.compile else {}
+        info: dict = {}
+        for attempt in range(2):
+            started = time.perf_counter()
+            detector = Detector.load(models_dir, device=args.device, precision=args.precision, runtime=runtime,
+                                     warmup=False, **kwargs)
+            loaded = time.perf_counter()
+            detector.warm_up()
+            info.update(load_s=round(loaded - started, 3), warmup_s=round(time.perf_counter() - loaded, 3),
+                        runtime=detector.runtime, optimizations=detector.optimizations)
+            converted = any("openvino model: converted" in step for step in detector.optimizations.get("video", []))
+            if not converted:
+                break
+            info["first_load_s"] = info["load_s"]  # with the conversion; loaded again from the cache
+        detectors[runtime], loads[runtime] = detector, info
+    return detectors, loads
 
 
 def print_human(result: dict) -> None:
@@ -357,6 +409,14 @@ def print_human(result: dict) -> None:
     if ref:
         print(f"  speedup vs reference {result['speedup_vs_reference']}x (reference median of {ref['repeat']}), "
               f"max |P(fake) product - reference| {result['max_abs_prob_diff']} over {result['faces_matched']} faces")
+    for name, r in result.get("runtimes", {}).items():
+        print(f"  {name:9s} ({r['runtime']}, {r['precision']}): total {r['total_s']:.3f}s, realtime factor "
+              f"{r['realtime_factor']}, runs {r['total_s_runs']}")
+    for pair, ratio in result.get("ratios", {}).items():
+        print(f"  ratio {pair}: {ratio}x")
+    for name, info in result["loads"].items():
+        print(f"  {name} load {info['load_s']}s + warm-up {info['warmup_s']}s"
+              + (f" (first load, converting: {info['first_load_s']}s)" if "first_load_s" in info else ""))
     print(f"  peak RSS so far {result['peak_rss_mb']} MB")
 
 
@@ -377,6 +437,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--cache-dir", type=Path, default=Path(tempfile.gettempdir()) / "deepfake-bench")
     p.add_argument("--max-samples", type=int, default=None, help="override the default (smoke tests)")
     p.add_argument("--compile", action="store_true", help="Detector.load(compile=True) (torch.compile)")
+    p.add_argument("--runtimes", default="auto", metavar="LIST",
+                   help="runtimes to compare side by side, e.g. torch,openvino (default: auto); the first is the "
+                        "baseline of the ratios")
     p.add_argument("--throughput", metavar="BATCHES", help="also time each network alone at these batch sizes, "
                    "e.g. 1,16,64,256 (images/s; a JSON line {\"model_images_per_s\": ...} with --json)")
     p.add_argument("--json", action="store_true", help="one JSON object per video on stdout")
@@ -399,27 +462,32 @@ def main(argv: list[str] | None = None) -> int:
     settings = AnalysisSettings(fusion="adaptive")
     if args.max_samples is not None:
         settings = settings.replace(max_samples=args.max_samples)
+    runtimes = [r.strip() for r in args.runtimes.split(",") if r.strip()]
+    if not runtimes or len(set(runtimes)) < len(runtimes):
+        p.error("--runtimes takes distinct runtimes separated by commas, e.g. torch,openvino")
     with tempfile.TemporaryDirectory(prefix="bench-models-") as tmp:
         models_dir = args.models_dir or write_random_models(Path(tmp), args.face_models)
-        started = time.perf_counter()
-        load_kwargs = {"compile": True} if args.compile else {}
-        detector = Detector.load(models_dir, device=args.device, precision=args.precision, **load_kwargs)
-        load_s = time.perf_counter() - started
-        reference = None if args.no_reference else Reference(detector)
-        machine = machine_info(detector.device)
+        detectors, loads = load_detectors(models_dir, runtimes, args)
+        first = detectors[runtimes[0]]
+        reference = None if args.no_reference else Reference(first)
+        machine = machine_info(first.device)
         if batches:
-            images_per_s = model_throughput(detector, batches)
+            rates = {name: model_throughput(d, batches) for name, d in detectors.items()}
+            line = {"model_images_per_s": rates[runtimes[0]], "device": str(first.device),
+                    "precision": first.precision, "runtime": first.runtime, "machine": machine}
+            if len(runtimes) > 1:
+                line["runtimes"] = rates
             if args.json:
-                print(json.dumps({"model_images_per_s": images_per_s, "device": str(detector.device),
-                                  "precision": detector.precision, "machine": machine}), flush=True)
+                print(json.dumps(line), flush=True)
             else:
-                for modality, rates in images_per_s.items():
-                    print(f"{modality} model alone ({detector.precision}, {detector.device}): " +
-                          ", ".join(f"batch {b}: {r} images/s" for b, r in rates.items()))
+                for name, per_model in rates.items():
+                    for modality, rate in per_model.items():
+                        print(f"{modality} model alone ({name}, {detectors[name].precision}, {first.device}): "
+                              + ", ".join(f"batch {b}: {r} images/s" for b, r in rate.items()))
         for video in videos:
-            result = bench_video(video, detector, reference, settings, args.repeat,
+            result = bench_video(video, detectors, reference, settings, args.repeat,
                                  args.reference_repeat or args.repeat)
-            result.update(device=str(detector.device), precision=detector.precision, load_s=round(load_s, 3),
+            result.update(device=str(first.device), load_s=loads[runtimes[0]]["load_s"], loads=loads,
                           machine=machine, command=" ".join([Path(sys.argv[0]).name, *(argv or sys.argv[1:])]))
             result["machine"]["load_average_end"] = os.getloadavg()
             if args.json:

@@ -118,6 +118,18 @@ def _randomise_bn(module: torch.nn.Module, seed: int) -> None:
             m.running_var.copy_(torch.rand(m.running_var.shape, generator=g) + 0.5)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def openvino_cache(request, tmp_path_factory) -> Path:
+    """Converted OpenVINO models go to pytest's cache folder (.pytest_cache), never the user's: kept between
+    runs, so the seeded test checkpoints (same sha256 every run) are converted once."""
+    cache = getattr(request.config, "cache", None)
+    folder = cache.mkdir("openvino") if cache is not None else tmp_path_factory.mktemp("openvino")
+    patch = pytest.MonkeyPatch()
+    patch.setenv("DEEPFAKE_OPENVINO_CACHE", str(folder))
+    yield Path(folder)
+    patch.undo()
+
+
 @pytest.fixture(scope="session")
 def media_dir(tmp_path_factory) -> Path:
     return tmp_path_factory.mktemp("media")

@@ -16,7 +16,7 @@ def test_benchmark_smoke(tmp_path, original_models):
     env = {**os.environ, "PYTHONWARNINGS": "ignore"}
     out = subprocess.run(
         [sys.executable, str(BENCH), str(clip), "--repeat", "1", "--models-dir", str(original_models),
-         "--device", "cpu", "--throughput", "1,2", "--json"],
+         "--device", "cpu", "--throughput", "1,2", "--runtimes", "torch,openvino", "--json"],
         capture_output=True, text=True, timeout=600, env=env, cwd=tmp_path,
     )
     assert out.returncode == 0, out.stderr[-3000:]
@@ -39,3 +39,11 @@ def test_benchmark_smoke(tmp_path, original_models):
     assert 0 <= result["max_abs_prob_diff"] < 0.01
     assert result["peak_rss_mb"] > 0
     assert result["machine"]["cores"] >= 1 and result["device"] == "cpu"
+    # the runtimes side by side: interleaved runs, ratios, load times, the same faces
+    assert json.loads(lines[0])["runtimes"]["openvino"]["video"]["2"] > 0
+    assert set(result["runtimes"]) == {"torch", "openvino"} and result["runtime"] == "torch"
+    assert result["runtimes"]["openvino"]["runtime"] == "openvino" and result["ratios"]["torch/openvino"] > 0
+    assert len(result["runtimes"]["openvino"]["total_s_runs"]) == 1
+    assert all(result["loads"][r]["load_s"] > 0 and result["loads"][r]["warmup_s"] > 0 for r in ("torch", "openvino"))
+    diff = result["runtime_prob_diff"]["openvino"]
+    assert diff["faces_matched"] == result["faces"] and 0 <= diff["max_abs_prob_diff"] < 0.05

@@ -117,7 +117,8 @@ def test_model_status_names_files_short_hashes_and_whether_they_are_the_publishe
     assert present.model_records(published)[0]["published"] is True
     lines = present.model_lines(dict(published, audio=None))
     assert "the published file" in lines[0] and "not loaded" in lines[1]
-    assert lines[-1] == f"**device** {report.models['device']} · **precision** {report.models['precision']}"
+    assert lines[-1] == (f"**device** {report.models['device']} · **precision** {report.models['precision']} · "
+                         f"**runtime** {report.models['runtime']}")
 
 
 def test_download_names(report):

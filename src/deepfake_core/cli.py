@@ -37,6 +37,9 @@ def add_model_options(p: argparse.ArgumentParser) -> None:
                    help="the face model: original (the original checkpoint in the models folder), builtin (the "
                         "model shipped inside the package, docs/MODEL_CARD.md) or a checkpoint file "
                         "(default: original when installed, else builtin)")
+    p.add_argument("--runtime", default="auto", choices=["auto", "torch", "openvino"],
+                   help="what runs the networks (default: auto = OpenVINO on a CPU when the openvino extra is "
+                        "installed, else PyTorch; PyTorch on a GPU)")
 
 
 def add_analysis_options(p: argparse.ArgumentParser) -> None:
@@ -97,10 +100,15 @@ def calibrated_settings(args: argparse.Namespace, settings, detector):
 
 
 def load_detector(args: argparse.Namespace):
+    from .model_files import find_model_files
+
+    # Missing files are reported before the pipeline imports PyTorch (seconds)
+    find_model_files(args.models_dir, getattr(args, "video_model", None))
     from .pipeline import Detector
 
     return Detector.load(args.models_dir, device=args.device, precision=args.precision,
-                         video_model=getattr(args, "video_model", None), compile=getattr(args, "compile", False))
+                         video_model=getattr(args, "video_model", None), compile=getattr(args, "compile", False),
+                         runtime=getattr(args, "runtime", "auto"))
 
 
 def progress_bar(enabled: bool) -> tuple[Callable[[float, str], None], Callable[[], None]]:

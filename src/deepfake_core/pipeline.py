@@ -20,19 +20,18 @@ import torch
 from . import __version__
 from .audio import SAMPLE_RATE, WINDOW_S, log_mel, mel_batches, read_audio, window_spans
 from .checkpoints import LoadedModel, load_model
-from .errors import CheckpointError, ModelFilesMissing, NoVideoStream, WeightsError
+from .errors import CheckpointError, NoVideoStream
 from .faces import (DNN_INPUT, DnnFaceDetector, FaceBox, HaarFaceDetector, HybridFaceDetector, assign_tracks,
                     crop_face)
 from .fusion import AGGREGATIONS, fuse, softmax, video_p_fake
+from .model_files import choose_video_model, find_model_files  # noqa: F401 (choose_video_model: API)
 from .models import face_tensor
 from .report import (FAKE, NOT_APPLICABLE, REAL, UNCERTAIN, AudioWindow, ModalityResult, Report, Thumbnail,
                      TimelineRow, Track)
-from .runtime import autocast, pick_device, pick_precision, prepare_for_inference
-from .settings import AnalysisSettings
+from .runtime import make_runner, pick_device, pick_precision, pick_runtime
+from .settings import RUNTIMES, AnalysisSettings, check_choice
 from .video import DecodeStats, MediaInfo, probe, read_frames, sample_indices
-from .weights import (AUDIO_FILES, BUILTIN_VIDEO_FILE, FACE_CAFFEMODELS, FACE_PROTOTXT, MODEL_CARD, VIDEO_FILES,
-                      builtin_missing_message, builtin_video_file, first_existing, models_dir_candidates,
-                      resolve_models_dir)
+from .weights import AUDIO_FILES, BUILTIN_VIDEO_FILE, FACE_CAFFEMODELS, FACE_PROTOTXT, MODEL_CARD, first_existing
 
 Progress = Callable[[float, str], None]
 THUMBNAIL_SIDE = 320  # pixels, longest side of a kept thumbnail
@@ -64,7 +63,8 @@ class Detector:
 
     def __init__(self, video: LoadedModel, audio: LoadedModel | None, faces: HybridFaceDetector,
                  device: torch.device, precision: str, models_dir: Path, notes: list[str] | None = None,
-                 face_files: list[Path] | None = None, compile: bool = False, warmup: bool = True):
+                 face_files: list[Path] | None = None, compile: bool = False, warmup: bool = True,
+                 runtime: str = "auto"):
         self.video = video
         self.audio = audio
         self.faces = faces
@@ -89,14 +89,15 @@ class Detector:
         self.min_batch = GPU_MIN_BATCH if device.type == "cuda" else 1
         if device.type == "cuda":
             torch.backends.cudnn.benchmark = True  # pick the fastest convolution for each batch shape
-        # Inference copies of the networks (BatchNorm folded, channels_last, on the device); `video.module` and
-        # `audio.module` stay as loaded.
-        self._nets: dict[str, torch.nn.Module] = {}
+        # One runner per network (runtime.TorchRunner or ov_runtime.OpenVinoRunner): an inference copy
+        # (BatchNorm folded, ...) that turns a batch into logits; `video.module` and `audio.module` stay as loaded.
+        self.runtime = pick_runtime(runtime, device, compile)
+        self._runners: dict = {}
         self.optimizations: dict[str, list[str]] = {}
         for loaded in (video, audio):
             if loaded is not None:
-                net, done = prepare_for_inference(loaded.module, device, precision, compile)
-                self._nets[loaded.spec.modality], self.optimizations[loaded.spec.modality] = net, done
+                runner = make_runner(self.runtime, loaded, device, precision, compile)
+                self._runners[loaded.spec.modality], self.optimizations[loaded.spec.modality] = runner, runner.done
         if warmup:
             self.warm_up()
 
@@ -117,7 +118,8 @@ class Detector:
     @classmethod
     def load(cls, models_dir: str | os.PathLike | None = None, device: str = "auto", precision: str = "auto",
              video_model: str | os.PathLike | None = None, audio_model: str | os.PathLike | None = None,
-             require_audio: bool = False, compile: bool = False, warmup: bool = True) -> "Detector":
+             require_audio: bool = False, compile: bool = False, warmup: bool = True,
+             runtime: str = "auto") -> "Detector":
         """Load the models from the models directory (see `weights.resolve_models_dir`).
 
         `video_model`: "original" (the original checkpoint in the models directory), "builtin" (the model
@@ -127,20 +129,14 @@ class Detector:
         `precision`: auto (bf16 where the hardware runs it natively: a CUDA GPU with bf16, a CPU with
         AVX512-BF16 or AMX), fp32 or bf16. `compile`: torch.compile the networks (pays on CUDA; each new batch
         shape compiles first). `warmup`: run each network once now rather than in the first analysis.
-        Raises ModelFilesMissing or CheckpointError.
+        `runtime`: what runs the networks: auto (OpenVINO on a CPU when the `openvino` extra is installed, else
+        PyTorch), torch or openvino (CPU only; converted once per model file, cached in ~/.cache).
+        Raises ModelFilesMissing, CheckpointError or SettingsError.
         """
-        directory = resolve_models_dir(models_dir)
-        searched = [str(p) for p in models_dir_candidates(models_dir)]
+        check_choice("runtime", runtime, RUNTIMES)  # before the seconds of loading
+        files = find_model_files(models_dir, video_model, audio_model, require_audio)
+        directory, video_path, video_choice, audio_path = files.directory, files.video, files.video_choice, files.audio
         notes = []
-        video_path, video_choice = choose_video_model(video_model, directory)
-        audio_path = Path(audio_model) if audio_model else first_existing(directory, AUDIO_FILES)
-        missing = []
-        if video_path is None or not video_path.is_file():
-            missing.append(str(video_path) if video_choice == "path" else VIDEO_FILES[-1])
-        if require_audio and (audio_path is None or not audio_path.is_file()):
-            missing.append(str(audio_path) if audio_model else AUDIO_FILES[-1])
-        if missing:
-            raise ModelFilesMissing(missing, str(directory), searched)
         video = load_model(video_path, "video")
         video.metadata.setdefault("choice", video_choice)
         if video_choice == "builtin":
@@ -150,14 +146,14 @@ class Detector:
                          f"{video.metadata.get('summary', 'trained by this project')}; what it catches and misses "
                          f"is measured in {MODEL_CARD}")
         audio = None
-        if audio_path is not None and audio_path.is_file():
+        if audio_path is not None:
             audio = load_model(audio_path, "audio")
         else:
             notes.append(f"audio not judged: the audio model ({AUDIO_FILES[-1]}) is not in {directory}")
         faces, face_files = _load_face_detector(directory, notes)
-        dev = pick_device(device)
+        dev = pick_device("cpu" if runtime == "openvino" and device == "auto" else device)
         return cls(video, audio, faces, dev, pick_precision(precision, dev), directory, notes, face_files,
-                   compile=compile, warmup=warmup)
+                   compile=compile, warmup=warmup, runtime=runtime)
 
     # ----------------------------------------------------------------------------------------------
     def describe_models(self) -> dict:
@@ -170,26 +166,14 @@ class Detector:
             },
             "device": str(self.device),
             "precision": self.precision,
+            "runtime": self.runtime,
             "optimizations": self.optimizations,
             "models_dir": str(self.models_dir),
             "version": __version__,
         }
 
     def _forward(self, loaded: LoadedModel, batch: list[torch.Tensor], pad_to: int = 0) -> np.ndarray:
-        x = torch.stack(batch)
-        n = len(x)
-        pad_to = max(pad_to, self.min_batch)
-        if self.device.type == "cuda":
-            # One input shape on a GPU: a short batch is padded with zeros to the full batch, so cuDNN's
-            # autotuning (and torch.compile) run once, at warm-up, not for every new count of faces (~4 s each).
-            if n < pad_to:
-                x = torch.cat([x, x.new_zeros((pad_to - n, *x.shape[1:]))])
-            x = x.pin_memory().to(self.device, non_blocking=True)
-        if self.device.type in ("cpu", "cuda"):
-            x = x.contiguous(memory_format=torch.channels_last)
-        with torch.inference_mode(), autocast(self.device, self.precision):
-            logits = self._nets[loaded.spec.modality](x.to(self.device))
-        return logits[:n].float().cpu().numpy()
+        return self._runners[loaded.spec.modality](torch.stack(batch), max(pad_to, self.min_batch))
 
     def _score(self, loaded: LoadedModel, items: torch.Tensor | list[torch.Tensor], batch_size: int) -> np.ndarray:
         out = [self._forward(loaded, list(items[i:i + batch_size]), batch_size)
@@ -386,27 +370,6 @@ class _Run:
             timings=timings, settings=self.s.to_dict(), models=self.d.describe_models(),
             audio_windows=self.windows, notes=self.notes, file=self.path.name, thumbnails=self.thumbnails,
         )
-
-
-def choose_video_model(choice: str | os.PathLike | None, directory: Path) -> tuple[Path | None, str]:
-    """(the video model file, which: "original", "builtin" or "path") for a --video-model value.
-
-    None picks the original checkpoint when `directory` holds it, else the built-in model (when this
-    installation has one; else the original's expected place, so the error names the missing file).
-    "builtin" without a shipped model raises WeightsError saying so."""
-    if choice is None or str(choice) == "":
-        original = first_existing(directory, VIDEO_FILES)
-        if original is None and builtin_video_file() is not None:
-            return builtin_video_file(), "builtin"
-        return original, "original"
-    if str(choice) == "original":
-        return first_existing(directory, VIDEO_FILES), "original"
-    if str(choice) == "builtin":
-        path = builtin_video_file()
-        if path is None:
-            raise WeightsError(builtin_missing_message())
-        return path, "builtin"
-    return Path(choice), "path"
 
 
 # -- frames to faces (the producer side) ---------------------------------------------------------------

@@ -90,6 +90,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         os.environ[MODELS_DIR_ENV] = str(args.models_dir)
     os.environ["DEEPFAKE_DEVICE"] = args.device
     os.environ["DEEPFAKE_PRECISION"] = args.precision
+    os.environ["DEEPFAKE_RUNTIME"] = args.runtime
     models_dir = resolve_models_dir(args.models_dir)
     if first_existing(models_dir, VIDEO_FILES) is None:
         print(f"note: no video model in {models_dir}; the page will say how to get it "

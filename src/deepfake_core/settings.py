@@ -11,6 +11,8 @@ from .errors import SettingsError
 FUSION_STRATEGIES = ("equal", "video_trust", "adaptive")
 PRECISIONS = ("auto", "fp32", "bf16")
 DEVICES = ("auto", "cpu", "cuda", "mps")
+# What runs the networks: auto = OpenVINO on a CPU when it is installed, else PyTorch (runtime.pick_runtime).
+RUNTIMES = ("auto", "torch", "openvino")
 
 
 def check_choice(name: str, value: str, choices: tuple[str, ...]) -> str:

@@ -37,9 +37,10 @@ def _add_data_options(p: argparse.ArgumentParser) -> None:
 # -- prepare ---------------------------------------------------------------------------------------------
 def cmd_prepare(args: argparse.Namespace) -> int:
     from .data import read_labels
-    from .prepare import PrepareOptions, prepare
 
     items = read_labels(args.dataset, args.label, _only(args.only))
+    from .prepare import PrepareOptions, prepare  # after the labels are read: it imports torch
+
     options = PrepareOptions(frame_skip=args.frame_skip, frames_per_video=args.frames_per_video,
                              faces_per_frame=args.faces_per_frame, face_margin=args.face_margin,
                              max_crop_side=args.max_crop_side, video=not args.no_video, audio=not args.no_audio)
@@ -94,11 +95,12 @@ def cmd_train(args: argparse.Namespace) -> int:
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from ..cli import calibrated_settings, load_detector, settings_from_args
     from .data import read_labels
-    from .evaluate import evaluate, summary_lines
 
     settings = settings_from_args(args)
     media = read_labels(args.labels, args.label, _only(args.only))
     detector = load_detector(args)
+    from .evaluate import evaluate, summary_lines  # after the checks above: it imports torch
+
     settings = calibrated_settings(args, settings, detector)
     result = evaluate(detector, media, args.out, settings, group_by=args.group_by, progress=not args.quiet,
                       data_name=str(args.labels))
@@ -116,12 +118,13 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 # -- calibrate -------------------------------------------------------------------------------------------
 def cmd_calibrate(args: argparse.Namespace) -> int:
     from ..cli import load_detector, settings_from_args
-    from .calibrate import calibrate, default_calibration_path
     from .data import read_labels
 
     settings = settings_from_args(args)
     media = read_labels(args.labels, args.label, _only(args.only))
     detector = load_detector(args)
+    from .calibrate import calibrate, default_calibration_path  # after the checks above: it imports torch
+
     rule = None if args.fit_threshold == "none" else args.fit_threshold
     if rule == "target_fpr" and args.target_fpr is None:
         raise InputError("--fit-threshold target_fpr needs --target-fpr X (e.g. 0.05)")

@@ -243,5 +243,6 @@ def model_lines(models: dict) -> list[str]:
         else:
             origin = "the published file" if row["published"] else ":orange[not the published file]"
             lines.append(f"**{row['model']}**: `{row['file']}`  \nsha256 `{row['sha256']}` · {origin}")
-    lines.append(f"**device** {models.get('device')} · **precision** {models.get('precision')}")
+    lines.append(f"**device** {models.get('device')} · **precision** {models.get('precision')}"
+                 + (f" · **runtime** {models['runtime']}" if models.get("runtime") else ""))
     return lines

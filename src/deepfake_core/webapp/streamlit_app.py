@@ -2,8 +2,8 @@
 
 Start it with `deepfake-detect serve [--port N] [--host H]` or `streamlit run app/streamlit_app.py`.
 The page reads: DEEPFAKE_MODELS_DIR (the models folder; else ./models, then the per-user cache),
-DEEPFAKE_DEVICE (auto|cpu|cuda|mps), DEEPFAKE_PRECISION (auto|fp32|bf16) and DEEPFAKE_DEBUG=1 (tracebacks on
-the page). The upload cap is the server's `server.maxUploadSize` (500 MB by default), checked again here.
+DEEPFAKE_DEVICE (auto|cpu|cuda|mps), DEEPFAKE_PRECISION (auto|fp32|bf16), DEEPFAKE_RUNTIME (auto|torch|openvino)
+and DEEPFAKE_DEBUG=1 (tracebacks on the page). The upload cap is the server's `server.maxUploadSize` (500 MB by default), checked again here.
 
 It only calls deepfake_core (no torch, cv2 or timm here). The Detector is loaded once per server and shared
 between sessions (it is thread-safe); each upload goes to its own temporary file, removed on every path, and
@@ -63,10 +63,11 @@ VIDEO_MODEL_LABELS = {AUTO_MODEL: "automatic", "original": "original (FakeAVCele
 
 # -- models ----------------------------------------------------------------------------------------------
 @st.cache_resource(show_spinner="Loading the models (once per server)…", max_entries=4)
-def load_detector(models_dir: str, device: str, precision: str, video_model: str | None = None) -> Detector:
-    """One Detector per (models folder, device, precision, video model), shared by every session. A failed
-    load is not cached, so fixing the files and reloading the page retries."""
-    return Detector.load(models_dir, device=device, precision=precision, video_model=video_model)
+def load_detector(models_dir: str, device: str, precision: str, video_model: str | None = None,
+                  runtime: str = "auto") -> Detector:
+    """One Detector per (models folder, device, precision, video model, runtime), shared by every session. A
+    failed load is not cached, so fixing the files and reloading the page retries."""
+    return Detector.load(models_dir, device=device, precision=precision, video_model=video_model, runtime=runtime)
 
 
 def video_model_choices(models_dir: str) -> list[str]:
@@ -112,7 +113,7 @@ def get_detector(video_model: str | None = None) -> Detector | None:
     """The shared Detector, or None after showing why it cannot be loaded and what to do."""
     models_dir, device, precision = model_config()
     try:
-        return load_detector(models_dir, device, precision, video_model)
+        return load_detector(models_dir, device, precision, video_model, os.environ.get("DEEPFAKE_RUNTIME", "auto"))
     except ModelFilesMissing as e:
         missing_models_panel(e)
     except CheckpointError as e:
@@ -121,7 +122,8 @@ def get_detector(video_model: str | None = None) -> Detector | None:
                  f"sha256.", icon=":material/error:")
     except SettingsError as e:
         st.error(f"**The server's model settings are invalid.** {e}\n\nSet DEEPFAKE_DEVICE to auto, cpu, cuda "
-                 f"or mps and DEEPFAKE_PRECISION to auto, fp32 or bf16 (or use `deepfake-detect serve --device`).",
+                 f"or mps, DEEPFAKE_PRECISION to auto, fp32 or bf16 and DEEPFAKE_RUNTIME to auto, torch or openvino "
+                 f"(or use `deepfake-detect serve --device --precision --runtime`).",
                  icon=":material/error:")
     except DeepfakeError as e:
         st.error(f"**The models could not be loaded.** {e}", icon=":material/error:")

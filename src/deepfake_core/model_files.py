@@ -1,0 +1,60 @@
+"""Which model files a Detector loads, found without importing torch: a missing file is reported at once,
+not after the seconds PyTorch takes to import (the commands check here before they import the pipeline)."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from .errors import ModelFilesMissing, WeightsError
+from .weights import (AUDIO_FILES, VIDEO_FILES, builtin_missing_message, builtin_video_file, first_existing,
+                      models_dir_candidates, resolve_models_dir)
+
+
+@dataclass(frozen=True)
+class ModelFiles:
+    directory: Path  # the models folder in use
+    video: Path  # the video model file (exists)
+    video_choice: str  # "original", "builtin" or "path"
+    audio: Path | None  # the audio model file; None when there is none (video is judged alone)
+
+
+def choose_video_model(choice: str | os.PathLike | None, directory: Path) -> tuple[Path | None, str]:
+    """(the video model file, which: "original", "builtin" or "path") for a --video-model value.
+
+    None picks the original checkpoint when `directory` holds it, else the built-in model (when this
+    installation has one; else the original's expected place, so the error names the missing file).
+    "builtin" without a shipped model raises WeightsError saying so."""
+    if choice is None or str(choice) == "":
+        original = first_existing(directory, VIDEO_FILES)
+        if original is None and builtin_video_file() is not None:
+            return builtin_video_file(), "builtin"
+        return original, "original"
+    if str(choice) == "original":
+        return first_existing(directory, VIDEO_FILES), "original"
+    if str(choice) == "builtin":
+        path = builtin_video_file()
+        if path is None:
+            raise WeightsError(builtin_missing_message())
+        return path, "builtin"
+    return Path(choice), "path"
+
+
+def find_model_files(models_dir: str | os.PathLike | None = None, video_model: str | os.PathLike | None = None,
+                     audio_model: str | os.PathLike | None = None, require_audio: bool = False) -> ModelFiles:
+    """The files `Detector.load` will read (same arguments). Raises ModelFilesMissing naming each missing
+    file, the folder and where it looked; WeightsError for --video-model builtin without a built-in model."""
+    directory = resolve_models_dir(models_dir)
+    video_path, video_choice = choose_video_model(video_model, directory)
+    audio_path = Path(audio_model) if audio_model else first_existing(directory, AUDIO_FILES)
+    missing = []
+    if video_path is None or not video_path.is_file():
+        missing.append(str(video_path) if video_choice == "path" else VIDEO_FILES[-1])
+    if require_audio and (audio_path is None or not audio_path.is_file()):
+        missing.append(str(audio_path) if audio_model else AUDIO_FILES[-1])
+    if missing:
+        raise ModelFilesMissing(missing, str(directory), [str(p) for p in models_dir_candidates(models_dir)])
+    assert video_path is not None
+    return ModelFiles(directory, video_path, video_choice,
+                      audio_path if audio_path is not None and audio_path.is_file() else None)
