@@ -61,20 +61,33 @@ def add_analysis_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--max-samples", type=int, default=60, metavar="N",
                    help="at most N sampled frames, spread over the whole video (default: 60)")
     g.add_argument("--abstain-below", type=float, default=None, metavar="C",
-                   help="say UNCERTAIN when the confidence is below C (default: never)")
+                   help="say UNCERTAIN when the confidence is below C, 0.5-1 (default: 0.6; 0.5: never)")
+    g.add_argument("--time-budget", type=float, default=None, metavar="S",
+                   help="stop an analysis that runs longer than S seconds, with an error (default: 1800; 0: no limit)")
     g.add_argument("--face-margin", type=float, default=0.0, metavar="M",
                    help="grow each face crop by M x its size per side (default: 0, as the models were trained)")
 
 
 def settings_from_args(args: argparse.Namespace):
+    from .errors import SettingsError
     from .settings import AnalysisSettings
 
-    given = {name: getattr(args, name, None) for name in ("audio_temperature", "video_temperature", "threshold")}
-    return AnalysisSettings(
-        fusion=args.fusion, **{name: value for name, value in given.items() if value is not None},
-        frame_skip=args.frame_skip, max_samples=args.max_samples, abstain_below=args.abstain_below,
-        face_margin=args.face_margin,
-    )
+    given = {name: getattr(args, name, None)
+             for name in ("audio_temperature", "video_temperature", "threshold", "abstain_below")}
+    given = {name: value for name, value in given.items() if value is not None}
+    budget = getattr(args, "time_budget", None)
+    if budget is not None:
+        given["max_analysis_s"] = None if budget == 0 else budget
+    try:
+        return AnalysisSettings(
+            fusion=args.fusion, **given,
+            frame_skip=args.frame_skip, max_samples=args.max_samples, face_margin=args.face_margin,
+        )
+    except SettingsError as e:  # name the option the value came from
+        option = {"max_analysis_s": "time_budget"}.get(e.field, e.field)
+        if option is None or not hasattr(args, option):
+            raise
+        raise SettingsError(f"option --{option.replace('_', '-')}: {e}", e.field) from e
 
 
 def calibrated_settings(args: argparse.Namespace, settings, detector):
