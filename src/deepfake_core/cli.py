@@ -133,9 +133,10 @@ def progress_bar(enabled: bool) -> tuple[Callable[[float, str], None], Callable[
 
 # -- analyze ---------------------------------------------------------------------------------------------
 def cmd_analyze(args: argparse.Namespace) -> int:
+    from .video import check_exists
+
     settings = settings_from_args(args)
-    if not Path(args.video).exists():
-        raise InputError(f"no such file: {args.video}")
+    check_exists(args.video)  # a missing file, a dangling link or a link loop, before the models load
     detector = load_detector(args)
     settings = calibrated_settings(args, settings, detector)
     update, close = progress_bar(not args.quiet and sys.stderr.isatty())
@@ -182,17 +183,33 @@ def scan_row(path: Path, report=None, error: Exception | None = None) -> dict:
     return row
 
 
+def check_writable(out: Path) -> None:
+    """InputError unless `out` can be written (its folder is created if missing): checked before models load,
+    so a long scan never ends in an error at its first row."""
+    if out.is_dir():
+        raise InputError(f"--out {out} is a folder; give a file name ending in .csv or .jsonl")
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        existed = out.exists()
+        with open(out, "a", encoding="utf-8"):
+            pass
+        if not existed:
+            out.unlink()
+    except OSError as e:
+        raise InputError(f"--out {out} cannot be written ({e.strerror or e}); choose another file") from e
+
+
 def cmd_scan(args: argparse.Namespace) -> int:
     settings = settings_from_args(args)
     out = Path(args.out)
     if out.suffix not in (".csv", ".jsonl"):
         raise InputError(f"--out must end in .csv or .jsonl; got {out.name}")
+    check_writable(out)
     videos = list(iter_videos(args.paths))
     if not videos:
         raise InputError(f"no video files found in {', '.join(args.paths)}")
     detector = load_detector(args)
     settings = calibrated_settings(args, settings, detector)
-    out.parent.mkdir(parents=True, exist_ok=True)
     errors = 0
     with open(out, "w", newline="", encoding="utf-8") as f:
         writer = csv.DictWriter(f, fieldnames=SCAN_FIELDS) if out.suffix == ".csv" else None
@@ -233,14 +250,16 @@ def build_parser() -> argparse.ArgumentParser:
     sub.required = True
 
     p = sub.add_parser("analyze", help="analyse one video and print its report")
-    p.add_argument("video", help="video file (mp4, mov, mkv, webm, avi, ...)")
+    p.add_argument("video", help="video file (mp4, mov, mkv, webm, avi, ...); a name starting with '-' goes "
+                                 "after --: analyze [OPTIONS] -- -clip.mp4")
     p.add_argument("--json", action="store_true", help="print the full report as JSON")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
     add_analysis_options(p)
     p.set_defaults(func=cmd_analyze)
 
     p = sub.add_parser("scan", help="analyse many videos (folders are walked) into a CSV or JSONL file")
-    p.add_argument("paths", nargs="+", metavar="PATH", help="video files or folders")
+    p.add_argument("paths", nargs="+", metavar="PATH",
+                   help="video files or folders (names starting with '-' after --: scan --out r.csv -- -a.mp4)")
     p.add_argument("--out", required=True, metavar="FILE", help="results.csv or results.jsonl")
     p.add_argument("--quiet", "-q", action="store_true", help="no per-file lines on stderr")
     add_analysis_options(p)

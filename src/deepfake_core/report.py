@@ -20,6 +20,7 @@ REASONS = {
     "no_video_stream": "The file has no video track (audio only); this detector judges faces.",
     "still_image": "The file is a single still image, not a video.",
     "too_short": "The video has no frames to analyse.",
+    "video_unreadable": "The video track could not be decoded (damaged); only the audio was judged.",
     "abstained": "The evidence is too weak either way: confidence is below the abstention threshold.",
 }
 

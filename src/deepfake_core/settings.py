@@ -123,5 +123,5 @@ def check_number(name: str, value, low: float, high: float) -> float:
         value = float(value)
         ok = math.isfinite(value) and low <= value <= high
     if not ok:
-        raise SettingsError(f"{name} must be between {low:g} and {high:g} (a finite number); got {value!r}", name)
+        raise SettingsError(f"{name} must be between {low} and {high} (a finite number); got {value!r}", name)
     return value
