@@ -24,7 +24,7 @@ from torch import nn
 
 from .errors import CheckpointError
 from .models import ORIGINAL_AUDIO, ORIGINAL_VIDEO, ModelSpec, build_model, check_architecture
-from .weights import pinned_entry, sha256_file
+from .weights import is_shipped_builtin, pinned_entry, sha256_file
 
 METADATA_FORMAT = "deepfake_core/1"
 MIN_INPUT_SIZE, MAX_INPUT_SIZE = 16, 1024  # pixels: the input sides a model file may declare
@@ -49,6 +49,7 @@ class LoadedModel:
             # the file is one the weights registry pins, or was converted from one
             "published": pinned_entry(self.sha256) is not None
             or pinned_entry(self.metadata.get("source_sha256", "")) is not None,
+            "shipped": is_shipped_builtin(self.path, self.sha256),  # the package's own built-in model
         }
 
 

@@ -61,7 +61,7 @@ def add_analysis_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--max-samples", type=int, default=60, metavar="N",
                    help="at most N sampled frames, spread over the whole video (default: 60)")
     g.add_argument("--abstain-below", type=float, default=None, metavar="C",
-                   help="say UNCERTAIN when the confidence is below C, 0.5-1 (default: 0.6; 0.5: never)")
+                   help="say UNCERTAIN when the confidence is below C, 0.5-1 (default: 0.55; 0.5: never)")
     g.add_argument("--time-budget", type=float, default=None, metavar="S",
                    help="stop an analysis that runs longer than S seconds, with an error (default: 1800; 0: no limit)")
     g.add_argument("--face-margin", type=float, default=0.0, metavar="M",

@@ -148,6 +148,9 @@ class Report:
     def summary(self) -> str:
         """A few lines for a person reading a terminal."""
         lines = [f"{self.file}", f"  verdict:     {self.verdict}"]
+        unofficial = unofficial_models(self.models)
+        if unofficial:
+            lines[-1] += f"   ({unofficial_sentence(unofficial)})"
         if self.reason:
             lines.append(f"  why:         {self.explanation}")
         if self.confidence is not None:
@@ -178,6 +181,22 @@ class Report:
         for note in self.notes:
             lines.append(f"  note:        {note}")
         return "\n".join(lines)
+
+
+def unofficial_models(models: dict) -> list[str]:
+    """"video FILE" / "audio FILE" for each loaded model file that is neither a published file (its sha256
+    pinned in the weights registry, or converted from one) nor the shipped built-in model."""
+    out = []
+    for name in ("video", "audio"):
+        m = models.get(name) if isinstance(models, dict) else None
+        if isinstance(m, dict) and not (m.get("published") or m.get("shipped")):
+            out.append(f"{name} {m.get('file')}")
+    return out
+
+
+def unofficial_sentence(unofficial: list[str]) -> str:
+    return (f"judged by model files that are not the published ones: {', '.join(unofficial)}; "
+            f"the verdict is only as good as those files")
 
 
 def json_safe(obj):

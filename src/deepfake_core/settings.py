@@ -13,7 +13,7 @@ from .errors import SettingsError
 FUSION_STRATEGIES = ("equal", "video_trust", "adaptive")
 TEMPERATURE_RANGE = (0.05, 50.0)  # a logit divisor outside it turns noise into certainty, or anything into a tie
 # UNCERTAIN below this confidence by default (benchmarks/RESULTS.md, "Abstention band", says how it was measured)
-DEFAULT_ABSTAIN_BELOW = 0.6
+DEFAULT_ABSTAIN_BELOW = 0.55
 PRECISIONS = ("auto", "fp32", "bf16")
 DEVICES = ("auto", "cpu", "cuda", "mps")
 
