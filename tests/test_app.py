@@ -78,9 +78,10 @@ def test_page_loads_with_settings_and_model_status(page):
 
 
 def test_settings_change(page):
+    assert page.checkbox(key="abstain").value  # UNCERTAIN on by default...
+    assert page.slider(key="abstain_below").value == 0.55 and not page.slider(key="abstain_below").disabled
+    page.checkbox(key="abstain").uncheck().run()  # ...and can be turned off
     assert page.slider(key="abstain_below").disabled
-    page.checkbox(key="abstain").check().run()
-    assert not page.slider(key="abstain_below").disabled
     page.selectbox(key="fusion").select("adaptive").run()
     page.slider(key="threshold").set_value(0.62).run()
     assert page.selectbox(key="fusion").value == "adaptive"
@@ -92,6 +93,7 @@ def test_analysis_shows_a_verdict_and_its_evidence(page, face_video, upload_tmp)
     page.selectbox(key="fusion").select("adaptive")
     page.slider(key="threshold").set_value(0.45)
     page.number_input(key="max_samples").set_value(4)
+    page.checkbox(key="abstain").uncheck()  # random test weights are never confident
     page.run()
     upload(page, face_video)
     assert page.button(key="analyse").disabled is False

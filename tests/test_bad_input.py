@@ -60,7 +60,7 @@ def test_truncated_mp4_with_index_first_gives_a_partial_report(detector, tmp_pat
     data = full.read_bytes()
     cut = tmp_path / "cut_fast.mp4"
     cut.write_bytes(data[: int(len(data) * 0.8)])  # the first key frame is large: keep it
-    report = detector.analyze(cut)
+    report = detector.analyze(cut, AnalysisSettings(abstain_below=None))
     assert report.verdict in ("REAL", "FAKE")
     assert 0 < report.counts["frames_sampled"] < 20
     assert any("fewer frames" in n or "decoding stopped" in n for n in report.notes)
@@ -90,13 +90,13 @@ def test_video_without_faces(detector, faceless_video, capsys, original_models):
 
 
 def test_video_without_audio(detector, face_video_no_audio):
-    report = detector.analyze(face_video_no_audio)
+    report = detector.analyze(face_video_no_audio, AnalysisSettings(abstain_below=None))
     assert report.verdict in ("REAL", "FAKE") and not report.modalities["audio"].available
 
 
 def test_audio_shorter_than_one_window(detector, tmp_path):
     path = write_video(tmp_path / "short_audio.mp4", moving_face_frames(50), audio=tone(1.2))
-    report = detector.analyze(path)
+    report = detector.analyze(path, AnalysisSettings(abstain_below=None))
     assert report.verdict in ("REAL", "FAKE")
     assert not report.modalities["audio"].available
     assert "shorter than one 2.0 s window" in report.modalities["audio"].note

@@ -80,7 +80,8 @@ def test_upload_analyse_and_read_the_verdict(original_models, face_video, tmp_pa
                 verdict = page.locator(".st-key-verdict")
                 verdict.wait_for(timeout=ANALYSIS_MS)
                 headline = verdict.locator("h2").inner_text().split()
-                assert headline[-1] in ("REAL", "FAKE"), headline  # after the icon
+                # after the icon; random test weights are rarely confident enough to pass the default band
+                assert headline[-1] in ("REAL", "FAKE", "UNCERTAIN"), headline
                 assert "% confidence" in verdict.inner_text()
                 expect(page.get_by_text("4 frames sampled")).to_be_visible()
                 expect(page.get_by_role("button", name="Report (JSON)")).to_be_visible()

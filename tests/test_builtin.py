@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from conftest import face_files_dir, moving_face_frames, write_video
-from deepfake_core import weights
+from deepfake_core import AnalysisSettings, weights
 from deepfake_core.checkpoints import load_model, read_safetensors_metadata, save_safetensors
 from deepfake_core.cli import main
 from deepfake_core.models import ModelSpec, build_model, build_video_model, face_tensor
@@ -63,7 +63,7 @@ def test_analyze_without_models_dir_uses_builtin_and_says_so(tmp_path, fake_buil
                                                              monkeypatch):
     monkeypatch.chdir(tmp_path)  # no ./models here
     monkeypatch.setenv("DEEPFAKE_MODELS_DIR", str(tmp_path / "empty"))
-    code = main(["analyze", str(face_video), "--json", "--frame-skip", "20"])
+    code = main(["analyze", str(face_video), "--json", "--frame-skip", "20", "--abstain-below", "0.5"])
     out, _ = capsys.readouterr()
     assert code == 0
     report = json.loads(out)
@@ -143,7 +143,7 @@ def test_tiny_selfblend_training_run_produces_a_loadable_checkpoint(tmp_path):
     splits = (run / "splits.csv").read_text()
     assert splits.count(",train") == 1 and splits.count(",val") == 1  # one person on each side
     detector = Detector.load(models, device="cpu", video_model=result.best_path)
-    report = detector.analyze(data / "a.mp4")
+    report = detector.analyze(data / "a.mp4", AnalysisSettings(abstain_below=None))
     assert report.verdict in ("REAL", "FAKE")
     assert report.models["video"]["architecture"] == "tf_efficientnet_lite0"
 
@@ -159,6 +159,6 @@ def test_shipped_model_judges_offline_with_an_empty_models_folder(tmp_path, face
     assert code == 0
     report = json.loads(out)
     video = report["models"]["video"]
-    assert video["file"] == weights.BUILTIN_VIDEO_FILE and video["builtin"] and not video["published"]
+    assert video["file"] == weights.BUILTIN_VIDEO_FILE and video["shipped"] and not video["published"]
     assert video["name"] == read_safetensors_metadata(path)["name"]
     assert report["verdict"] in ("REAL", "FAKE", "UNCERTAIN") and report["modalities"]["video"]["count"] > 0

@@ -44,7 +44,8 @@ def test_scan_continues_past_bad_files(tmp_path, original_models, face_video, fa
     (folder / "broken.mp4").write_text("garbage")
     (folder / "readme.txt").write_text("not scanned")
     out = tmp_path / "results.csv"
-    code = main(["scan", str(folder), "--out", str(out), "--models-dir", str(original_models), "--max-samples", "5"])
+    code = main(["scan", str(folder), "--out", str(out), "--models-dir", str(original_models), "--max-samples", "5",
+                 "--abstain-below", "0.5"])
     assert code == 0
     rows = list(csv.DictReader(out.open()))
     assert [r["file"] for r in rows] == ["a.mp4", "broken.mp4", "b.mp4"]

@@ -69,7 +69,8 @@ def labelled(tmp_path_factory):
 def test_evaluate_accounts_for_every_file_and_matches_sklearn(labelled, original_models, detector, tmp_path, capsys):
     out = tmp_path / "eval"
     code = main(["evaluate", str(labelled), "--out", str(out), "--models-dir", str(original_models),
-                 "--max-samples", "2", "--group-by", "generator", "-q", "--threshold", "0.45"])
+                 "--max-samples", "2", "--group-by", "generator", "-q", "--threshold", "0.45",
+                 "--abstain-below", "0.5"])
     stdout, err = capsys.readouterr()
     assert code == 0, err
     rows = list(csv.DictReader(open(out / "scores.csv")))

@@ -14,7 +14,7 @@ TOP_KEYS = {"verdict", "reason", "confidence", "fused_real_prob", "threshold", "
 
 @pytest.fixture(scope="module")
 def report(detector, face_video):
-    return detector.analyze(face_video, AnalysisSettings(fusion="adaptive"))
+    return detector.analyze(face_video, AnalysisSettings(fusion="adaptive", abstain_below=None))
 
 
 def test_report_is_complete(report):
@@ -59,7 +59,7 @@ def test_abstention(detector, face_video):
 
 
 def test_video_without_audio_is_judged_on_video_alone(detector, face_video_no_audio):
-    r = detector.analyze(face_video_no_audio)
+    r = detector.analyze(face_video_no_audio, AnalysisSettings(abstain_below=None))
     assert r.verdict in ("REAL", "FAKE")
     assert not r.modalities["audio"].available
     assert "no audio track" in r.modalities["audio"].note

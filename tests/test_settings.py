@@ -14,7 +14,7 @@ def test_defaults_are_the_original_apps():
     ({"threshold": 1.2}, "threshold must be between"),
     ({"frame_skip": 0}, "frame_skip must be a whole number"),
     ({"max_samples": 2.5}, "max_samples must be a whole number"),
-    ({"audio_temperature": 0}, "audio_temperature must be > 0"),
+    ({"audio_temperature": 0}, "audio_temperature must be between 0.05 and 50.0"),
     ({"abstain_below": 0.3}, "abstain_below must be between 0.5"),
 ])
 def test_invalid_settings_are_refused_with_the_valid_range(changes, message):

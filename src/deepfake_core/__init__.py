@@ -15,6 +15,10 @@ import os as _os  # noqa: E402
 # (benchmarks/RESULTS.md). It only takes effect when set before torch is first imported; a value you set wins.
 _os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
+from .offline import hub_offline as _hub_offline  # noqa: E402
+
+_hub_offline()  # model hubs off: an analysis never reaches the network (offline.py)
+
 from .errors import (CheckpointError, ChecksumMismatch, DeepfakeError, DownloadError, InputError,  # noqa: E402
                      MediaTooLarge, ModelFilesMissing, NoVideoStream, SettingsError, UnreadableMedia, WeightsError)
 from .settings import AnalysisSettings  # noqa: E402

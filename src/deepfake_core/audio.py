@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import itertools
 import os
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import av
@@ -26,33 +28,87 @@ FMAX = 8000  # Hz
 INPUT_SIZE = 299  # pixels, the audio Xception's input
 
 
-def read_audio(path: str | os.PathLike, sample_rate: int = SAMPLE_RATE) -> np.ndarray | None:
-    """Decode the first audio track as mono float32 in [-1, 1) at `sample_rate`; None if there is none.
+CHUNK_S = 10.0  # seconds of audio decoded and handed on at a time: memory stays bounded for any length
+
+
+@dataclass
+class AudioStats:
+    has_track: bool = False  # the file has an audio track
+    seconds: float = 0.0  # audio handed on, in seconds
+    stopped_at_limit: bool = False  # decoding stopped at `max_seconds` with more audio in the file
+    error: str | None = None  # why decoding stopped early, if it did
+
+
+def audio_chunks(
+    path: str | os.PathLike, sample_rate: int = SAMPLE_RATE, max_seconds: float | None = None,
+    stats: AudioStats | None = None, chunk_s: float = CHUNK_S,
+) -> Iterator[np.ndarray]:
+    """Decode the first audio track as mono float32 in [-1, 1) at `sample_rate`, `chunk_s` seconds at a time
+    (the last chunk shorter); nothing for a file without an audio track.
 
     Samples pass through 16-bit PCM, as in the original (ffmpeg -acodec pcm_s16le -ac 1, then librosa.load).
-    A decode error part-way keeps what was decoded; one before any sample raises UnreadableMedia.
+    Decoding stops after `max_seconds` (stats.stopped_at_limit). A decode error part-way ends the chunks
+    (stats.error); one before any sample raises UnreadableMedia.
     """
+    stats = stats if stats is not None else AudioStats()
+    limit = None if max_seconds is None else int(max_seconds * sample_rate)
+    step = max(1, int(chunk_s * sample_rate))
     try:
         container = av.open(str(path), mode="r", metadata_errors="ignore")
-    except av.error.FFmpegError as e:
+    except (av.error.FFmpegError, UnicodeDecodeError, ValueError) as e:
         raise UnreadableMedia(f"cannot read {Path(path).name!r}: {e}") from e
+    pending: list[np.ndarray] = []
+    held = emitted = 0
     with container:
         if not container.streams.audio:
-            return None
+            return
+        stats.has_track = True
         stream = container.streams.audio[0]
         resampler = av.AudioResampler(format="s16", layout="mono", rate=sample_rate)
-        chunks: list[np.ndarray] = []
         try:
-            for frame in container.decode(stream):
-                frame.pts = None  # let the resampler count samples itself (robust to gaps)
-                chunks.extend(f.to_ndarray().reshape(-1) for f in resampler.resample(frame))
-            chunks.extend(f.to_ndarray().reshape(-1) for f in resampler.resample(None))
+            for frame in itertools.chain(container.decode(stream), [None]):
+                if frame is not None:
+                    frame.pts = None  # let the resampler count samples itself (robust to gaps)
+                for out in resampler.resample(frame):
+                    pending.append(out.to_ndarray().reshape(-1))
+                    held += len(pending[-1])
+                if limit is not None and emitted + held >= limit:
+                    stats.stopped_at_limit = frame is not None
+                    break
+                while held >= step:
+                    chunk, pending, held = _take(pending, step)
+                    emitted += len(chunk)
+                    stats.seconds = emitted / sample_rate
+                    yield chunk
         except av.error.FFmpegError as e:
-            if not chunks:
+            if emitted + held == 0:
                 raise UnreadableMedia(f"cannot decode the audio of {Path(path).name!r}: {e}") from e
-    if not chunks:
-        return np.zeros(0, dtype=np.float32)
-    return (np.concatenate(chunks).astype(np.float32) / 32768.0)
+            stats.error = f"audio decoding stopped at {(emitted + held) / sample_rate:.1f} s: {e}"
+    if limit is not None and emitted + held > limit:
+        pending, held = [np.concatenate(pending)[:limit - emitted]], limit - emitted
+    while held > 0:
+        chunk, pending, held = _take(pending, min(step, held))
+        emitted += len(chunk)
+        stats.seconds = emitted / sample_rate
+        yield chunk
+
+
+def _take(pending: list[np.ndarray], n: int) -> tuple[np.ndarray, list[np.ndarray], int]:
+    """The first n samples of `pending` as float32, the rest, and how many that rest holds."""
+    data = np.concatenate(pending)
+    rest = data[n:]
+    return data[:n].astype(np.float32) / 32768.0, ([rest] if len(rest) else []), len(rest)
+
+
+def read_audio(path: str | os.PathLike, sample_rate: int = SAMPLE_RATE,
+               max_seconds: float | None = None) -> np.ndarray | None:
+    """The first audio track (at most `max_seconds` of it) as one mono float32 array in [-1, 1) at
+    `sample_rate`; None if there is none. See `audio_chunks`, which pipelines use for tracks of any length."""
+    stats = AudioStats()
+    chunks = list(audio_chunks(path, sample_rate, max_seconds, stats))
+    if not stats.has_track:
+        return None
+    return np.concatenate(chunks) if chunks else np.zeros(0, dtype=np.float32)
 
 
 def window_spans(
@@ -105,19 +161,44 @@ def mel_windows(
     return torch.cat(images), times
 
 
-def mel_batches(
-    samples: np.ndarray, batch_size: int, sample_rate: int = SAMPLE_RATE, window_s: float = WINDOW_S,
+def stream_windows(
+    chunks: Iterable[np.ndarray], sample_rate: int = SAMPLE_RATE, window_s: float = WINDOW_S,
     overlap: float = OVERLAP,
+) -> Iterator[tuple[int, int, np.ndarray]]:
+    """(start, end, samples) of each analysis window of a track given chunk by chunk, by `window_spans`' rule,
+    holding no more than one window plus one chunk in memory. A final window between 80 % and 100 % of
+    `window_s` is zero-padded to full length."""
+    win = int(window_s * sample_rate)
+    hop = max(1, int(win * (1 - overlap)))
+    buffer = np.zeros(0, dtype=np.float32)
+    offset = 0  # sample number of buffer[0]
+    start = 0  # next window's first sample
+    for chunk in chunks:
+        buffer = np.concatenate([buffer, np.asarray(chunk, dtype=np.float32).reshape(-1)])
+        while start + win <= offset + len(buffer):
+            yield start, start + win, buffer[start - offset:start - offset + win].copy()
+            start += hop
+        drop = min(start - offset, len(buffer))
+        buffer, offset = buffer[drop:], offset + drop
+    total = offset + len(buffer)
+    while start < total:
+        end = min(start + win, total)
+        if end - start < int(MIN_FILL * win):
+            break
+        yield start, end, np.pad(buffer[start - offset:end - offset], (0, win - (end - start)))
+        start += hop
+
+
+def mel_batches(
+    samples: np.ndarray | Iterable[np.ndarray], batch_size: int, sample_rate: int = SAMPLE_RATE,
+    window_s: float = WINDOW_S, overlap: float = OVERLAP,
 ) -> Iterator[tuple[torch.Tensor, list[tuple[float, float]]]]:
     """`mel_windows`, at most `batch_size` windows at a time: each window's image is 1 MB, so a long track
-    is scored in bounded memory. Yields ((n, 3, 299, 299) float32, n (start, end) times in seconds)."""
-    samples = np.asarray(samples, dtype=np.float32).reshape(-1)
-    win = int(window_s * sample_rate)
+    is scored in bounded memory. `samples`: a whole track, or its chunks (`audio_chunks`) so that the track
+    is never whole in memory. Yields ((n, 3, 299, 299) float32, n (start, end) times in seconds)."""
+    chunks = [samples] if isinstance(samples, np.ndarray) else samples
     images, times = [], []
-    for start, end in window_spans(len(samples), sample_rate, window_s, overlap):
-        segment = samples[start:end]
-        if len(segment) < win:
-            segment = np.pad(segment, (0, win - len(segment)))
+    for start, end, segment in stream_windows(chunks, sample_rate, window_s, overlap):
         images.append(mel_image(log_mel(segment, sample_rate)))
         times.append((start / sample_rate, end / sample_rate))
         if len(images) == batch_size:

@@ -52,16 +52,46 @@ class Calibration:
 
 
 def read_calibration(path: str | os.PathLike) -> Calibration:
+    """The calibration in `path`, every field checked (type, finite, range); SettingsError naming the file
+    and the field otherwise."""
     path = Path(path)
     try:
-        d = json.loads(path.read_text())
+        d = json.loads(path.read_text(), parse_constant=_refuse_constant)
+        if not isinstance(d, dict):
+            raise ValueError(f"expected a JSON object, got {type(d).__name__}")
         if d.get("format") != CALIBRATION_FORMAT:
             raise ValueError(f"format {d.get('format')!r}, expected {CALIBRATION_FORMAT}")
         d.pop("format")
-        return Calibration(**d)
-    except (OSError, ValueError, TypeError) as e:
-        raise SettingsError(f"{path} is not a readable calibration file ({e}); delete it or run "
+        cal = Calibration(**d)
+        _check_fields(cal)
+        return cal
+    except (OSError, ValueError, TypeError, RecursionError) as e:  # SettingsError is a ValueError
+        raise SettingsError(f"{path} is not a valid calibration file ({e}); delete it or run "
                             f"deepfake-detect calibrate again") from e
+
+
+def _refuse_constant(name: str):
+    raise ValueError(f"{name} is not a number a calibration can hold")
+
+
+def _check_fields(cal: Calibration) -> None:
+    from .settings import FUSION_STRATEGIES, TEMPERATURE_RANGE, check_choice, check_number
+
+    for name in ("video_sha256", "audio_sha256"):
+        value = getattr(cal, name)
+        if not (isinstance(value, str) and len(value) == 64) and not (value is None and name == "audio_sha256"):
+            raise ValueError(f"{name} must be a 64-character sha256; got {value!r}")
+    for name in ("audio_temperature", "video_temperature"):
+        if getattr(cal, name) is not None:
+            check_number(name, getattr(cal, name), *TEMPERATURE_RANGE)
+    if cal.threshold is not None:
+        check_number("threshold", cal.threshold, 0.0, 1.0)
+    if cal.fusion is not None:
+        check_choice("fusion", cal.fusion, FUSION_STRATEGIES)
+    if not isinstance(cal.created, str):
+        raise ValueError(f"created must be a string; got {cal.created!r}")
+    if not isinstance(cal.details, dict):
+        raise ValueError(f"details must be an object; got {cal.details!r}")
 
 
 def find_calibration(models_dir: str | os.PathLike, video_sha256: str,

@@ -11,6 +11,7 @@ Accepted forms:
 from __future__ import annotations
 
 import json
+import math
 import os
 import pickle
 from dataclasses import dataclass
@@ -22,10 +23,11 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from .errors import CheckpointError
-from .models import ORIGINAL_AUDIO, ORIGINAL_VIDEO, ModelSpec, build_model
-from .weights import BUILTIN_DIR, pinned_entry, sha256_file
+from .models import ORIGINAL_AUDIO, ORIGINAL_VIDEO, ModelSpec, build_model, check_architecture
+from .weights import is_shipped_builtin, pinned_entry, sha256_file
 
 METADATA_FORMAT = "deepfake_core/1"
+MIN_INPUT_SIZE, MAX_INPUT_SIZE = 16, 1024  # pixels: the input sides a model file may declare
 _SHOW_KEYS = 5  # keys named in a mismatch error
 
 
@@ -47,27 +49,42 @@ class LoadedModel:
             # the file is one the weights registry pins, or was converted from one
             "published": pinned_entry(self.sha256) is not None
             or pinned_entry(self.metadata.get("source_sha256", "")) is not None,
-            # the model shipped inside this package (weights.BUILTIN_DIR), as installed
-            "builtin": self.path.resolve().parent == BUILTIN_DIR.resolve(),
+            "shipped": is_shipped_builtin(self.path, self.sha256),  # the package's own built-in model
         }
 
 
-def spec_from_metadata(meta: dict) -> ModelSpec | None:
-    """The ModelSpec a safetensors file's metadata describes, or None if it names none."""
+def spec_from_metadata(meta: dict, source: str = "the model file") -> ModelSpec | None:
+    """The ModelSpec a safetensors file's metadata describes, or None if it names none. An architecture or
+    head outside models.KNOWN_ARCHITECTURES / HEADS raises CheckpointError (nothing is ever fetched)."""
     if "architecture" not in meta or "modality" not in meta:
         return None
+    check_architecture(meta["architecture"], meta.get("head", "linear"), source)
+    if meta["modality"] not in ("video", "audio"):
+        raise CheckpointError(f"{source}: modality must be video or audio; got {meta['modality']!r}")
     try:
-        return ModelSpec(
+        spec = ModelSpec(
             architecture=meta["architecture"],
             modality=meta["modality"],
             head=meta.get("head", "linear"),
             input_size=int(meta["input_size"]),
-            mean=tuple(json.loads(meta["mean"])),
-            std=tuple(json.loads(meta["std"])),
+            mean=tuple(float(v) for v in json.loads(meta["mean"])),
+            std=tuple(float(v) for v in json.loads(meta["std"])),
             class_names=tuple(json.loads(meta.get("class_names", '["fake", "real"]'))),
         )
-    except (KeyError, ValueError, TypeError) as e:
-        raise CheckpointError(f"malformed model metadata {meta!r}: {e}") from e
+    except (KeyError, ValueError, TypeError, RecursionError) as e:
+        raise CheckpointError(f"{source}: malformed model metadata ({type(e).__name__}: {e})") from e
+    problem = None
+    if not MIN_INPUT_SIZE <= spec.input_size <= MAX_INPUT_SIZE:
+        problem = f"input_size {spec.input_size} is outside {MIN_INPUT_SIZE}-{MAX_INPUT_SIZE}"
+    elif len(spec.mean) != 3 or len(spec.std) != 3 or not all(math.isfinite(v) for v in spec.mean + spec.std):
+        problem = "mean and std must be three finite numbers each"
+    elif not all(v > 0 for v in spec.std):
+        problem = "std must be > 0"
+    elif len(spec.class_names) != 2 or not all(isinstance(c, str) for c in spec.class_names):
+        problem = "class_names must be two names (fake, real)"
+    if problem:
+        raise CheckpointError(f"{source}: malformed model metadata: {problem}")
+    return spec
 
 
 def spec_metadata(spec: ModelSpec) -> dict[str, str]:
@@ -219,7 +236,7 @@ def load_model(path: str | os.PathLike, modality: str | None = None, sha256: str
     path = Path(path)
     digest = sha256 or (sha256_file(path) if path.is_file() else "")
     meta = read_safetensors_metadata(path) if path.suffix == ".safetensors" else {}
-    spec = spec_from_metadata(meta)
+    spec = spec_from_metadata(meta, path.name)
     if spec is None:
         if modality not in ("video", "audio"):
             raise CheckpointError(f"{path.name}: no metadata names its model; say whether it is video or audio")

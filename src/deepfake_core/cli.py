@@ -65,20 +65,33 @@ def add_analysis_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--max-samples", type=int, default=60, metavar="N",
                    help="at most N sampled frames, spread over the whole video (default: 60)")
     g.add_argument("--abstain-below", type=float, default=None, metavar="C",
-                   help="say UNCERTAIN when the confidence is below C (default: never)")
+                   help="say UNCERTAIN when the confidence is below C, 0.5-1 (default: 0.55; 0.5: never)")
+    g.add_argument("--time-budget", type=float, default=None, metavar="S",
+                   help="stop an analysis that runs longer than S seconds, with an error (default: 1800; 0: no limit)")
     g.add_argument("--face-margin", type=float, default=0.0, metavar="M",
                    help="grow each face crop by M x its size per side (default: 0, as the models were trained)")
 
 
 def settings_from_args(args: argparse.Namespace):
+    from .errors import SettingsError
     from .settings import AnalysisSettings
 
-    given = {name: getattr(args, name, None) for name in ("audio_temperature", "video_temperature", "threshold")}
-    return AnalysisSettings(
-        fusion=args.fusion, **{name: value for name, value in given.items() if value is not None},
-        frame_skip=args.frame_skip, max_samples=args.max_samples, abstain_below=args.abstain_below,
-        face_margin=args.face_margin,
-    )
+    given = {name: getattr(args, name, None)
+             for name in ("audio_temperature", "video_temperature", "threshold", "abstain_below")}
+    given = {name: value for name, value in given.items() if value is not None}
+    budget = getattr(args, "time_budget", None)
+    if budget is not None:
+        given["max_analysis_s"] = None if budget == 0 else budget
+    try:
+        return AnalysisSettings(
+            fusion=args.fusion, **given,
+            frame_skip=args.frame_skip, max_samples=args.max_samples, face_margin=args.face_margin,
+        )
+    except SettingsError as e:  # name the option the value came from
+        option = {"max_analysis_s": "time_budget"}.get(e.field, e.field)
+        if option is None or not hasattr(args, option):
+            raise
+        raise SettingsError(f"option --{option.replace('_', '-')}: {e}", e.field) from e
 
 
 def calibrated_settings(args: argparse.Namespace, settings, detector):
@@ -129,14 +142,15 @@ def progress_bar(enabled: bool) -> tuple[Callable[[float, str], None], Callable[
 
 # -- analyze ---------------------------------------------------------------------------------------------
 def cmd_analyze(args: argparse.Namespace) -> int:
+    from .video import check_exists
+
     settings = settings_from_args(args)
     explain = bool(args.explain or args.explain_dir)
     if explain:
         from .explain import check_top_k
 
         check_top_k(args.explain_faces)
-    if not Path(args.video).exists():
-        raise InputError(f"no such file: {args.video}")
+    check_exists(args.video)  # a missing file, a dangling link or a link loop, before the models load
     detector = load_detector(args)
     settings = calibrated_settings(args, settings, detector)
     update, close = progress_bar(not args.quiet and sys.stderr.isatty())
@@ -187,17 +201,33 @@ def scan_row(path: Path, report=None, error: Exception | None = None) -> dict:
     return row
 
 
+def check_writable(out: Path) -> None:
+    """InputError unless `out` can be written (its folder is created if missing): checked before models load,
+    so a long scan never ends in an error at its first row."""
+    if out.is_dir():
+        raise InputError(f"--out {out} is a folder; give a file name ending in .csv or .jsonl")
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        existed = out.exists()
+        with open(out, "a", encoding="utf-8"):
+            pass
+        if not existed:
+            out.unlink()
+    except OSError as e:
+        raise InputError(f"--out {out} cannot be written ({e.strerror or e}); choose another file") from e
+
+
 def cmd_scan(args: argparse.Namespace) -> int:
     settings = settings_from_args(args)
     out = Path(args.out)
     if out.suffix not in (".csv", ".jsonl"):
         raise InputError(f"--out must end in .csv or .jsonl; got {out.name}")
+    check_writable(out)
     videos = list(iter_videos(args.paths))
     if not videos:
         raise InputError(f"no video files found in {', '.join(args.paths)}")
     detector = load_detector(args)
     settings = calibrated_settings(args, settings, detector)
-    out.parent.mkdir(parents=True, exist_ok=True)
     errors = 0
     with open(out, "w", newline="", encoding="utf-8") as f:
         writer = csv.DictWriter(f, fieldnames=SCAN_FIELDS) if out.suffix == ".csv" else None
@@ -238,7 +268,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub.required = True
 
     p = sub.add_parser("analyze", help="analyse one video and print its report")
-    p.add_argument("video", help="video file (mp4, mov, mkv, webm, avi, ...)")
+    p.add_argument("video", help="video file (mp4, mov, mkv, webm, avi, ...); a name starting with '-' goes "
+                                 "after --: analyze [OPTIONS] -- -clip.mp4")
     p.add_argument("--json", action="store_true", help="print the full report as JSON")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
     p.add_argument("--explain", action="store_true",
@@ -250,7 +281,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_analyze)
 
     p = sub.add_parser("scan", help="analyse many videos (folders are walked) into a CSV or JSONL file")
-    p.add_argument("paths", nargs="+", metavar="PATH", help="video files or folders")
+    p.add_argument("paths", nargs="+", metavar="PATH",
+                   help="video files or folders (names starting with '-' after --: scan --out r.csv -- -a.mp4)")
     p.add_argument("--out", required=True, metavar="FILE", help="results.csv or results.jsonl")
     p.add_argument("--quiet", "-q", action="store_true", help="no per-file lines on stderr")
     add_analysis_options(p)

@@ -4,7 +4,8 @@ DeepfakeError
 ├── InputError            the media cannot be analysed (exit code 2)
 │   ├── UnreadableMedia   empty, corrupt, truncated or not a media file
 │   ├── NoVideoStream     audio-only file
-│   └── MediaTooLarge     over a configured size, duration or frame-size limit
+│   ├── MediaTooLarge     over a configured size, duration or frame-size limit
+│   └── AnalysisTimeout   the analysis ran past its wall-clock budget
 ├── SettingsError         an invalid option (exit code 2)
 ├── CheckpointError       a model file that does not fit or cannot be read safely (exit code 3)
 └── WeightsError          model files missing, corrupt or not downloadable (exit code 3)
@@ -40,6 +41,14 @@ class MediaTooLarge(InputError):
 
 class SettingsError(DeepfakeError, ValueError):
     exit_code = 2
+
+    def __init__(self, message: str, field: str | None = None):
+        super().__init__(message)
+        self.field = field  # the setting at fault, when one is (the CLI names its option)
+
+
+class AnalysisTimeout(InputError):
+    """An analysis ran past `AnalysisSettings.max_analysis_s`; nothing partial is reported."""
 
 
 class CheckpointError(DeepfakeError):

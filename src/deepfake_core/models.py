@@ -10,6 +10,17 @@ import torch
 from PIL import Image
 from torch import nn
 
+from .errors import CheckpointError
+
+# The architectures a model file may name (the "architecture" field of its metadata): timm builds each of
+# them locally, from code, with pretrained=False. Nothing else is ever built: a hub name ("hf-hub:org/name",
+# "timm/name") would make timm fetch a config from the network, and an unknown name runs unknown code paths.
+# To ship a model on another timm architecture, add its name here (and to HEADS for a new head).
+KNOWN_ARCHITECTURES = ("legacy_xception", "xception", "tf_efficientnet_lite0")
+# "linear": timm's own classifier; "mlp-512-256": the original audio head; "pooled-(residual-)linear": the built-in
+# video model (PooledFeatureClassifier)
+HEADS = ("linear", "mlp-512-256", "pooled-linear", "pooled-residual-linear")
+
 CLASS_NAMES = ("fake", "real")  # output index 0 = FAKE, 1 = REAL
 FAKE, REAL = 0, 1
 
@@ -110,12 +121,23 @@ def high_pass(x: torch.Tensor) -> torch.Tensor:
     return x - low
 
 
-# Heads build_model knows; a file's metadata must name one of them.
-HEADS = ("linear", "mlp-512-256", "pooled-linear", "pooled-residual-linear")
+
+def check_architecture(architecture, head="linear", source: str = "the model file") -> None:
+    """Raise CheckpointError unless `architecture` is in KNOWN_ARCHITECTURES and `head` in HEADS."""
+    if not isinstance(architecture, str) or architecture not in KNOWN_ARCHITECTURES:
+        hub = isinstance(architecture, str) and (":" in architecture or "/" in architecture)
+        raise CheckpointError(
+            f"{source} names the architecture {architecture!r}, "
+            + ("a model hub name: models are never fetched from a hub" if hub else "which this detector does not know")
+            + f". Known architectures: {', '.join(KNOWN_ARCHITECTURES)} (models.KNOWN_ARCHITECTURES).")
+    if head not in HEADS:
+        raise CheckpointError(f"{source} names the head {head!r}; known heads: {', '.join(HEADS)}")
 
 
 def build_model(spec: ModelSpec) -> nn.Module:
-    """A randomly initialised network in `spec`'s layout (weights come from a checkpoint)."""
+    """A randomly initialised network in `spec`'s layout (weights come from a checkpoint). Only the
+    architectures in KNOWN_ARCHITECTURES are built (CheckpointError otherwise): nothing reaches the network."""
+    check_architecture(spec.architecture, spec.head, "the model spec")
     num_classes = len(spec.class_names)
     if spec.head == "mlp-512-256":
         return AudioXception(spec.architecture, num_classes)

@@ -18,12 +18,13 @@ import numpy as np
 import torch
 
 from . import __version__
-from .audio import SAMPLE_RATE, WINDOW_S, log_mel, mel_batches, read_audio, window_spans
+from .audio import SAMPLE_RATE, WINDOW_S, AudioStats, audio_chunks, log_mel, mel_batches
 from .checkpoints import LoadedModel, load_model
-from .errors import CheckpointError, NoVideoStream
+from .errors import CheckpointError, MediaTooLarge, ModelFilesMissing, NoVideoStream, UnreadableMedia, WeightsError
 from .faces import (DNN_INPUT, DnnFaceDetector, FaceBox, HaarFaceDetector, HybridFaceDetector, assign_tracks,
                     crop_face)
 from .fusion import AGGREGATIONS, fuse, softmax, video_p_fake
+from .limits import Deadline
 from .model_files import choose_video_model, find_model_files  # noqa: F401 (choose_video_model: API)
 from .models import face_tensor
 from .report import (FAKE, NOT_APPLICABLE, REAL, UNCERTAIN, AudioWindow, ModalityResult, Report, Thumbnail,
@@ -207,6 +208,7 @@ class _Run:
         self.audio_logits = np.zeros((0, 2))
         self.stats = DecodeStats()
         self.batch = max(settings.batch_size, detector.min_batch)  # inputs per forward pass
+        self.deadline = Deadline(settings.max_analysis_s, path.name)
 
     def execute(self) -> Report:
         self.notify(0.0, "reading the file")
@@ -229,7 +231,13 @@ class _Run:
             faces = _Background(faces, depth=2 * self.batch)
         with contextlib.closing(faces):
             self._score_audio()
-            rows, logits, thumbs = self._score_faces(faces, len(indices))
+            try:
+                rows, logits, thumbs = self._score_faces(faces, len(indices))
+            except UnreadableMedia as e:  # not one frame decoded: judge the audio alone, if there is one
+                if self.stats.frames_decoded or not self.windows:
+                    raise
+                self.notes.append(f"video not judged: {e}")
+                return self._not_applicable("video_unreadable")
         self.thumbnails = thumbs
         if not rows:
             return self._not_applicable("no_face")
@@ -243,32 +251,48 @@ class _Run:
         if self.d.audio is None:
             return
         self.notify(0.02, "decoding audio")
-        with self.timer("audio_decode_mel"):
-            samples = read_audio(self.path)
-        if samples is None:
+        s = self.s
+        # Decoded a chunk at a time (never whole), and never past the video's span or the duration limit.
+        limit = s.max_duration_s
+        if self.info is not None and self.info.duration_s > 0:
+            limit = min(limit, self.info.duration_s + s.audio_window_s)
+        stats = AudioStats()
+        chunks = audio_chunks(self.path, SAMPLE_RATE, limit, stats)
+        batches = mel_batches(chunks, self.batch, window_s=s.audio_window_s, overlap=s.audio_overlap)
+        logits, spans = [], []
+        try:
+            while True:
+                self.deadline.check("scoring the audio")
+                with self.timer("audio_decode_mel"):
+                    batch = next(batches, None)
+                if batch is None:
+                    break
+                with self.timer("audio_model"):
+                    logits.append(self.d._score(self.d.audio, batch[0], self.batch))
+                spans.extend(batch[1])
+                self.notify(0.05, f"scored {len(spans)} audio windows")
+        except UnreadableMedia as e:  # a damaged audio track: the video is judged alone
+            self.notes.append(f"audio not judged: the audio track could not be decoded ({e})")
+            return
+        finally:
+            batches.close()
+        if not stats.has_track:
             self.notes.append("audio not judged: the file has no audio track")
             return
-        count = len(window_spans(len(samples), SAMPLE_RATE, self.s.audio_window_s, self.s.audio_overlap))
-        if not count:
+        if stats.stopped_at_limit:
+            if self.info is None:  # an audio-only file longer than it declared
+                raise MediaTooLarge(f"{self.path.name!r} holds more than {s.max_duration_s:.0f} s of audio, over "
+                                    f"the limit (raise max_duration_s to analyse it)")
+            self.notes.append(f"audio judged over the video's span only (its first {stats.seconds:.1f} s)")
+        if stats.error:
+            self.notes.append(stats.error)
+        if not spans:
             self.notes.append(
-                f"audio not judged: the track is {len(samples) / SAMPLE_RATE:.2f} s, shorter than one "
-                f"{self.s.audio_window_s:.1f} s window (80 % needed)")
+                f"audio not judged: the track is {stats.seconds:.2f} s, shorter than one "
+                f"{s.audio_window_s:.1f} s window (80 % needed)")
             return
-        self.notify(0.05, f"scoring {count} audio windows")
-        # mel images a batch at a time (1 MB each), so a long track needs little memory
-        batches = mel_batches(samples, self.batch, window_s=self.s.audio_window_s,
-                              overlap=self.s.audio_overlap)
-        logits, spans = [], []
-        while True:
-            with self.timer("audio_decode_mel"):
-                batch = next(batches, None)
-            if batch is None:
-                break
-            with self.timer("audio_model"):
-                logits.append(self.d._score(self.d.audio, batch[0], self.batch))
-            spans.extend(batch[1])
         self.audio_logits = np.concatenate(logits)
-        p_fake = softmax(self.audio_logits / self.s.audio_temperature)[:, 0]
+        p_fake = softmax(self.audio_logits / s.audio_temperature)[:, 0]
         self.windows = [AudioWindow(i, a, b, float(p)) for i, ((a, b), p) in enumerate(zip(spans, p_fake))]
 
     # -- video ---------------------------------------------------------------------------------------
@@ -278,6 +302,7 @@ class _Run:
         pending: list[torch.Tensor] = []
         thumbs: list[Thumbnail] = []
         for done, item in enumerate(faces, start=1):
+            self.deadline.check("scoring the faces")
             pending.extend(item.inputs)
             rows.extend((item.index, item.time_s, box) for box in item.boxes)
             if item.thumbnail is not None:
@@ -386,10 +411,11 @@ def _frame_faces(run: _Run, indices: list[int]) -> Iterator[_FrameFaces]:
     """Decode the sampled frames, find their faces and make each face's model input, frame by frame."""
     spec, s = run.d.video.spec, run.s
     keep = _thumbnail_positions(len(indices), s.thumbnails)
-    frames = read_frames(run.path, indices, run.stats)
+    frames = read_frames(run.path, indices, run.stats, max_pixels=s.max_frame_pixels)
     boxes: list[FaceBox] = []
     with contextlib.closing(frames):
         for done in itertools.count():
+            run.deadline.check("decoding frames")
             with run.timer("probe_decode"):
                 frame = next(frames, None)
             if frame is None:

@@ -20,6 +20,7 @@ REASONS = {
     "no_video_stream": "The file has no video track (audio only); this detector judges faces.",
     "still_image": "The file is a single still image, not a video.",
     "too_short": "The video has no frames to analyse.",
+    "video_unreadable": "The video track could not be decoded (damaged); only the audio was judged.",
     "abstained": "The evidence is too weak either way: confidence is below the abstention threshold.",
 }
 
@@ -153,6 +154,9 @@ class Report:
     def summary(self) -> str:
         """A few lines for a person reading a terminal."""
         lines = [f"{self.file}", f"  verdict:     {self.verdict}"]
+        unofficial = unofficial_models(self.models)
+        if unofficial:
+            lines[-1] += f"   ({unofficial_sentence(unofficial)})"
         if self.reason:
             lines.append(f"  why:         {self.explanation}")
         if self.confidence is not None:
@@ -177,7 +181,7 @@ class Report:
             m = self.models.get(name)
             if isinstance(m, dict):
                 origin = ("published file" if m.get("published") else
-                          "the built-in model" if m.get("builtin") else "not the published file")
+                          "the built-in model" if m.get("shipped") else "not the published file")
                 used.append(f"{name} {m.get('file')} ({str(m.get('sha256'))[:8]}, {origin})")
         if used:
             lines.append(f"  models:      {' · '.join(used)}; {self.models.get('device')}, {self.models.get('precision')}")
@@ -188,6 +192,22 @@ class Report:
         for note in self.notes:
             lines.append(f"  note:        {note}")
         return "\n".join(lines)
+
+
+def unofficial_models(models: dict) -> list[str]:
+    """"video FILE" / "audio FILE" for each loaded model file that is neither a published file (its sha256
+    pinned in the weights registry, or converted from one) nor the shipped built-in model."""
+    out = []
+    for name in ("video", "audio"):
+        m = models.get(name) if isinstance(models, dict) else None
+        if isinstance(m, dict) and not (m.get("published") or m.get("shipped")):
+            out.append(f"{name} {m.get('file')}")
+    return out
+
+
+def unofficial_sentence(unofficial: list[str]) -> str:
+    return (f"judged by model files that are not the published ones: {', '.join(unofficial)}; "
+            f"the verdict is only as good as those files")
 
 
 def json_safe(obj):

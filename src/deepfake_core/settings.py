@@ -4,11 +4,16 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
+import numbers
 from dataclasses import dataclass
 
 from .errors import SettingsError
 
 FUSION_STRATEGIES = ("equal", "video_trust", "adaptive")
+TEMPERATURE_RANGE = (0.05, 50.0)  # a logit divisor outside it turns noise into certainty, or anything into a tie
+# UNCERTAIN below this confidence by default (benchmarks/RESULTS.md, "Abstention band", says how it was measured)
+DEFAULT_ABSTAIN_BELOW = 0.55
 PRECISIONS = ("auto", "fp32", "bf16")
 DEVICES = ("auto", "cpu", "cuda", "mps")
 # What runs the networks: auto = OpenVINO on a CPU when it is installed, else PyTorch (runtime.pick_runtime).
@@ -35,8 +40,8 @@ class AnalysisSettings:
     video_temperature: float = 1.0
     # REAL when the mean fused real probability is above this, else FAKE.
     threshold: float = 0.5
-    # When set, a verdict whose confidence is below this becomes UNCERTAIN.
-    abstain_below: float | None = None
+    # A verdict whose confidence is below this becomes UNCERTAIN (None or 0.5: never).
+    abstain_below: float | None = DEFAULT_ABSTAIN_BELOW
     # Sharpness of the adaptive weights: alpha = softmax(tau * [r_video, r_audio]).
     adaptive_tau: float = 0.5
     # Floor for each adaptive weight.
@@ -62,6 +67,8 @@ class AnalysisSettings:
     max_file_mb: float = 4096.0
     max_duration_s: float = 4 * 3600.0
     max_frame_pixels: int = 7680 * 4320
+    # Wall-clock budget of one analysis in seconds: past it the analysis stops with AnalysisTimeout (None: none).
+    max_analysis_s: float | None = 1800.0
     # How many sampled frames to keep as small thumbnails (with their face boxes) for display.
     thumbnails: int = 8
     # The calibration file whose fitted values these settings carry (set by the commands; None: none used).
@@ -69,29 +76,20 @@ class AnalysisSettings:
 
     def __post_init__(self) -> None:
         check_choice("fusion", self.fusion, FUSION_STRATEGIES)
-        for name in ("threshold", "min_weight", "face_confidence"):
-            _in_range(name, getattr(self, name), 0.0, 1.0)
-        _in_range("min_weight", self.min_weight, 0.0, 0.5)
-        _in_range("audio_overlap", self.audio_overlap, 0.0, 0.95)
-        if self.abstain_below is not None:
-            _in_range("abstain_below", self.abstain_below, 0.5, 1.0)
-        for name in ("audio_temperature", "video_temperature", "audio_window_s",
-                     "max_file_mb", "max_duration_s"):
-            if not getattr(self, name) > 0:
-                raise SettingsError(f"{name} must be > 0; got {getattr(self, name)!r}")
-        if self.adaptive_tau < 0:
-            raise SettingsError(f"adaptive_tau must be >= 0; got {self.adaptive_tau!r}")
-        if self.face_margin < 0:
-            raise SettingsError(f"face_margin must be >= 0; got {self.face_margin!r}")
+        for name, low, high in _RANGES:
+            value = getattr(self, name)
+            if value is None and name in _OPTIONAL:
+                continue
+            check_number(name, value, low, high)
         for name in ("frame_skip", "max_samples", "max_faces_per_frame", "batch_size",
                      "max_frame_pixels"):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise SettingsError(f"{name} must be a whole number >= 1; got {value!r}")
-        if not isinstance(self.min_face_size, int) or self.min_face_size < 0:
-            raise SettingsError(f"min_face_size must be a whole number >= 0; got {self.min_face_size!r}")
-        if not isinstance(self.thumbnails, int) or self.thumbnails < 0:
-            raise SettingsError(f"thumbnails must be a whole number >= 0; got {self.thumbnails!r}")
+                raise SettingsError(f"{name} must be a whole number >= 1; got {value!r}", name)
+        for name in ("min_face_size", "thumbnails"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+                raise SettingsError(f"{name} must be a whole number >= 0; got {value!r}", name)
 
     def replace(self, **changes) -> "AnalysisSettings":
         return dataclasses.replace(self, **changes)
@@ -100,10 +98,32 @@ class AnalysisSettings:
         return dataclasses.asdict(self)
 
 
-def _in_range(name: str, value, low: float, high: float) -> None:
-    try:
-        ok = low <= float(value) <= high
-    except (TypeError, ValueError):
-        ok = False
+# Every float setting: (name, lowest, highest), both included. Finite numbers only.
+_RANGES = (
+    ("threshold", 0.0, 1.0),
+    ("face_confidence", 0.0, 1.0),
+    ("min_weight", 0.0, 0.5),
+    ("audio_overlap", 0.0, 0.95),
+    ("abstain_below", 0.5, 1.0),
+    ("audio_temperature", *TEMPERATURE_RANGE),
+    ("video_temperature", *TEMPERATURE_RANGE),
+    ("adaptive_tau", 0.0, 100.0),
+    ("face_margin", 0.0, 2.0),
+    ("audio_window_s", 0.5, 30.0),
+    ("max_file_mb", 0.001, 1_048_576.0),
+    ("max_duration_s", 0.1, 1_000_000.0),
+    ("max_analysis_s", 1.0, 1_000_000.0),
+)
+_OPTIONAL = {"abstain_below", "max_analysis_s"}  # None allowed: off
+
+
+def check_number(name: str, value, low: float, high: float) -> float:
+    """`value` as a float if it is a finite real number (not a bool or a string) in [low, high], else raise
+    SettingsError naming `name`, the range and the value."""
+    ok = isinstance(value, numbers.Real) and not isinstance(value, bool)
+    if ok:
+        value = float(value)
+        ok = math.isfinite(value) and low <= value <= high
     if not ok:
-        raise SettingsError(f"{name} must be between {low} and {high}; got {value!r}")
+        raise SettingsError(f"{name} must be between {low} and {high} (a finite number); got {value!r}", name)
+    return value

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import bisect
+import errno
 import itertools
 import math
 import os
@@ -39,6 +40,8 @@ class MediaInfo:
     audio_codec: str | None
     audio_sample_rate: int | None
     is_still_image: bool
+    audio_duration_s: float | None = None  # the audio stream's declared duration (None: not declared)
+    frames_counted: bool = False  # frame_count was counted from the packets (the header had none)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -58,6 +61,13 @@ class DecodeStats:
     error: str | None = None  # why decoding stopped early, if it did
     last_time_s: float = 0.0
     notes: list[str] = field(default_factory=list)
+    max_pixels: int | None = None  # every decoded frame is checked against it (MediaTooLarge)
+
+    def decoded(self, frame: av.VideoFrame, path) -> None:
+        """Count a frame out of the decoder, and check its size."""
+        self.frames_decoded += 1
+        if self.max_pixels is not None:
+            check_pixels(frame.width, frame.height, self.max_pixels, Path(path).name, decoded=True)
 
 
 def _open(path: str | os.PathLike) -> av.container.InputContainer:
@@ -74,8 +84,7 @@ def _ffmpeg_reason(e: Exception) -> str:
 def check_file(path: str | os.PathLike, settings: AnalysisSettings) -> int:
     """Check that `path` is a non-empty regular file within the size limit; return its size in bytes."""
     p = Path(path)
-    if not p.exists():
-        raise UnreadableMedia(f"no such file: {p}")
+    check_exists(p)
     if not p.is_file():
         raise UnreadableMedia(f"not a regular file: {p}")
     size = p.stat().st_size
@@ -90,6 +99,32 @@ def check_file(path: str | os.PathLike, settings: AnalysisSettings) -> int:
     return size
 
 
+def check_exists(path: str | os.PathLike) -> None:
+    """Raise UnreadableMedia unless `path` exists, naming a symlink loop or a dangling link as such."""
+    p = Path(path)
+    try:
+        os.stat(p)
+        return
+    except OSError as e:
+        if e.errno == errno.ELOOP:
+            raise UnreadableMedia(f"{p} is a symbolic link loop (it points back to itself): link it to the "
+                                  f"real file") from e
+        if os.path.islink(p):
+            raise UnreadableMedia(f"{p} is a symbolic link to {os.readlink(p)}, which does not exist") from e
+        if e.errno in (errno.ENOENT, errno.ENOTDIR):
+            raise UnreadableMedia(f"no such file: {p}") from e
+        raise UnreadableMedia(f"cannot read {p}: {e.strerror or e}") from e
+
+
+def check_pixels(width: int, height: int, settings_or_limit, name: str, decoded: bool = False) -> None:
+    """MediaTooLarge when a frame of width x height is over the pixel limit."""
+    limit = getattr(settings_or_limit, "max_frame_pixels", settings_or_limit)
+    if limit is not None and width * height > limit:
+        raise MediaTooLarge(
+            f"{name!r} has {width}x{height} frames{' (decoded; its header says smaller)' if decoded else ''}, "
+            f"over the limit of {limit:,} pixels per frame")
+
+
 def probe(path: str | os.PathLike, settings: AnalysisSettings | None = None) -> MediaInfo:
     """Read a file's streams and check them against the limits in `settings`.
 
@@ -99,32 +134,43 @@ def probe(path: str | os.PathLike, settings: AnalysisSettings | None = None) -> 
     size = check_file(path, settings)
     with _open(path) as container:
         audio = container.streams.audio[0] if container.streams.audio else None
+        name = Path(path).name
+        audio_duration = _duration_s(container, audio, container_fallback=False) if audio is not None else None
         if not container.streams.video:
+            declared = _duration_s(container, audio) if audio is not None else 0.0
+            if declared > settings.max_duration_s:
+                raise MediaTooLarge(f"{name!r} declares {declared:.0f} s of audio, over the "
+                                    f"{settings.max_duration_s:.0f} s limit (raise max_duration_s to analyse it)")
             raise NoVideoStream(
-                f"{Path(path).name!r} has no video stream"
+                f"{name!r} has no video stream"
                 + (" (it is an audio-only file)" if audio is not None else "")
             )
         stream = container.streams.video[0]
         ctx = stream.codec_context
         width, height = int(ctx.width or 0), int(ctx.height or 0)
         if width <= 0 or height <= 0:
-            raise UnreadableMedia(f"{Path(path).name!r}: the video stream has no frame size")
-        if width * height > settings.max_frame_pixels:
-            raise MediaTooLarge(
-                f"{Path(path).name!r} has {width}x{height} frames, over the limit of "
-                f"{settings.max_frame_pixels:,} pixels per frame"
-            )
+            raise UnreadableMedia(f"{name!r}: the video stream has no frame size")
+        check_pixels(width, height, settings, name)
         fps = float(stream.average_rate or stream.guessed_rate or stream.base_rate or 0.0)
         duration = _duration_s(container, stream)
         if duration > settings.max_duration_s:
             raise MediaTooLarge(
-                f"{Path(path).name!r} lasts {duration:.0f} s, over the {settings.max_duration_s:.0f} s limit"
+                f"{name!r} lasts {duration:.0f} s, over the {settings.max_duration_s:.0f} s limit"
             )
         frames = int(stream.frames or 0)
+        counted = False
         if frames <= 0 and duration > 0 and fps > 0:
             frames = max(1, int(round(duration * fps)))
-        rotation = _first_frame_rotation(container, stream)
         is_still = container.format.name in _IMAGE_FORMATS or container.format.name.endswith("_pipe")
+        if frames <= 0 and not is_still:
+            # a raw elementary stream (H.264, HEVC, ...) declares neither: count its packets (no decoding)
+            frames, counted = _count_packets(path), True
+            if fps > 0:
+                duration = frames / fps
+                if duration > settings.max_duration_s:
+                    raise MediaTooLarge(f"{name!r} lasts {duration:.0f} s ({frames} frames at {fps:g} fps), "
+                                        f"over the {settings.max_duration_s:.0f} s limit")
+        rotation = _first_frame_rotation(container, stream, settings, name)
         if rotation in (90, 270):
             width, height = height, width
         return MediaInfo(
@@ -142,21 +188,35 @@ def probe(path: str | os.PathLike, settings: AnalysisSettings | None = None) -> 
             audio_codec=audio.codec_context.name if audio is not None else None,
             audio_sample_rate=int(audio.codec_context.sample_rate or 0) if audio is not None else None,
             is_still_image=is_still or frames == 1,
+            audio_duration_s=audio_duration,
+            frames_counted=counted,
         )
 
 
-def _duration_s(container, stream) -> float:
+def _count_packets(path) -> int:
+    """Video packets with data in the file (one per frame for the raw streams that need counting)."""
+    try:
+        with _open(path) as container:
+            return sum(1 for p in container.demux(container.streams.video[0]) if p.size)
+    except av.error.FFmpegError:
+        return 0
+
+
+def _duration_s(container, stream, container_fallback: bool = True) -> float | None:
     if stream.duration is not None and stream.time_base is not None:
         return float(stream.duration * stream.time_base)
+    if not container_fallback:
+        return None
     if container.duration is not None:
         return container.duration / 1_000_000
     return 0.0
 
 
-def _first_frame_rotation(container, stream) -> int:
+def _first_frame_rotation(container, stream, settings: AnalysisSettings, name: str) -> int:
     """Rotation (clockwise degrees to apply) from the first frame's display matrix; 0 if unreadable."""
     try:
         for frame in container.decode(stream):
+            check_pixels(frame.width, frame.height, settings, name, decoded=True)
             return _clockwise(frame)
     except av.error.FFmpegError:
         return 0
@@ -192,6 +252,7 @@ def read_frames(
     indices: list[int],
     stats: DecodeStats | None = None,
     seek: bool = True,
+    max_pixels: int | None = None,
 ) -> Iterator[SampledFrame]:
     """Decode `path` and yield the frames whose numbers are in `indices` (BGR), in order.
 
@@ -200,9 +261,11 @@ def read_frames(
     (no decoding) to learn every frame's number and the keyframes, and decoding jumps to the keyframe before a
     sample instead of decoding everything in between; the frames yielded are the same.
     A decode error after the first frame ends the iteration and is recorded in `stats.error`;
-    one before any frame raises UnreadableMedia.
+    one before any frame raises UnreadableMedia. A decoded frame with more than `max_pixels` pixels (a stream
+    whose frames outgrow its header) raises MediaTooLarge.
     """
     stats = stats if stats is not None else DecodeStats()
+    stats.max_pixels = max_pixels
     wanted = sorted(set(indices))
     plan = None
     if seek and len(wanted) > 1 and max(b - a for a, b in zip(wanted, wanted[1:])) > SEEK_MIN_SKIP:
@@ -224,7 +287,7 @@ def _read_sequential(path, wanted: list[int], stats: DecodeStats) -> Iterator[Sa
         position = 0
         try:
             for frame in container.decode(stream):
-                stats.frames_decoded += 1
+                stats.decoded(frame, path)
                 t = (frame.pts - start) * time_base if frame.pts is not None and time_base else None
                 if t is None:
                     t = position / float(stream.average_rate or 25)
@@ -279,7 +342,7 @@ def _read_seeking(path, wanted: list[int], index: _FrameIndex, stats: DecodeStat
                     frames = _decode_from(container, stream, index, k, target)
                 want = index.pts[target]
                 for frame in frames:
-                    stats.frames_decoded += 1
+                    stats.decoded(frame, path)
                     if frame.pts is None:
                         continue
                     t = (frame.pts - start) * time_base

@@ -443,6 +443,9 @@ def _probability_difference(a, b) -> float:
 # -- the built-in video model (shipped inside the package) ------------------------------------------------
 BUILTIN_DIR = Path(__file__).resolve().parent / "builtin"
 BUILTIN_VIDEO_FILE = "video_lite0_pooled.safetensors"
+# The sha256 of the shipped built-in model: set it with the file. Only a file with this hash counts as the
+# shipped model in reports (None: none shipped yet, so any file in its place is reported as unofficial).
+BUILTIN_SHA256: str | None = "f6f170ff8d32f370c8da990cdca7ca735cdc64b55f19edec75a9957a0b346bbc"
 VIDEO_MODEL_CHOICES = ("original", "builtin")  # --video-model also takes a path
 MODEL_CARD = "docs/MODEL_CARD.md"
 
@@ -451,6 +454,15 @@ def builtin_video_file() -> Path | None:
     """The built-in video model inside the installed package, or None when this build has none."""
     path = BUILTIN_DIR / BUILTIN_VIDEO_FILE
     return path if path.is_file() else None
+
+
+def is_shipped_builtin(path: str | os.PathLike, sha256: str) -> bool:
+    """True when `path` is the package's built-in model file and holds the shipped bytes (BUILTIN_SHA256)."""
+    try:
+        same_place = Path(path).resolve() == (BUILTIN_DIR / BUILTIN_VIDEO_FILE).resolve()
+    except OSError:
+        return False
+    return same_place and BUILTIN_SHA256 is not None and sha256 == BUILTIN_SHA256
 
 
 def builtin_missing_message() -> str:

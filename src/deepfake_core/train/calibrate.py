@@ -23,12 +23,11 @@ import numpy as np
 from ..calibration import CALIBRATION_FILE, Calibration
 from ..errors import InputError, SettingsError
 from ..fusion import fuse
-from ..settings import AnalysisSettings
+from ..settings import TEMPERATURE_RANGE, AnalysisSettings
 from .data import FAKE, LabelledMedia
 from .evaluate import run_detector
 
 LOGIT_CAP = 30.0
-TEMPERATURE_RANGE = (0.01, 100.0)
 THRESHOLD_RULES = ("balanced_accuracy", "target_fpr")
 
 
@@ -41,7 +40,7 @@ def nll(diffs, y_fake, temperature: float) -> float:
 
 
 def fit_temperature(diffs, y_fake) -> float:
-    """The temperature T in [0.01, 100] minimising `nll` (searched over log T)."""
+    """The temperature T in settings.TEMPERATURE_RANGE (0.05-50) minimising `nll` (searched over log T)."""
     from scipy.optimize import minimize_scalar
 
     d = np.asarray(diffs, dtype=np.float64)

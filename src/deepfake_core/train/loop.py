@@ -114,6 +114,11 @@ def training_spec(modality: str, architecture: str = "legacy_xception", input_si
             near = difflib.get_close_matches(architecture, timm.list_models(), n=3)
             raise SettingsError(f"unknown timm architecture {architecture!r}"
                                 + (f"; did you mean {', '.join(near)}?" if near else ""))
+        from ..models import KNOWN_ARCHITECTURES
+
+        if architecture not in KNOWN_ARCHITECTURES:  # the detector would refuse to load what this trains
+            raise SettingsError(f"--arch {architecture}: the detector loads only {', '.join(KNOWN_ARCHITECTURES)}; "
+                                f"add the name to models.KNOWN_ARCHITECTURES to train and ship it")
         cfg = timm.get_pretrained_cfg(architecture)
         cfg = cfg.to_dict() if cfg is not None else {}
         mean = tuple(cfg.get("mean", (0.485, 0.456, 0.406))) if modality == "video" else base.mean

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from PIL import Image, ImageDraw, ImageFont
 
-from ..report import FAKE, NOT_APPLICABLE, REAL, UNCERTAIN, Report
+from ..report import FAKE, NOT_APPLICABLE, REAL, UNCERTAIN, Report, unofficial_models, unofficial_sentence
 from ..weights import pinned_entry
 
 VERDICT_LABELS = {REAL: "REAL", FAKE: "FAKE", UNCERTAIN: "UNCERTAIN", NOT_APPLICABLE: "NOT APPLICABLE"}
@@ -37,7 +37,23 @@ BOX_REAL = (22, 163, 74)
 
 
 def pct(x: float | None) -> str:
-    return "–" if x is None else f"{100 * x:.0f} %"
+    """A percentage to whole points; never "100 %" (nor "0 %") for a value short of certainty."""
+    if x is None:
+        return "–"
+    if 0.995 <= x < 1.0:
+        return "> 99 %"
+    if 0.0 < x < 0.005:
+        return "< 1 %"
+    return f"{100 * x:.0f} %"
+
+
+def provenance_warning(report: Report) -> str | None:
+    """A sentence for the verdict card when the verdict comes from unofficial model files, else None."""
+    unofficial = unofficial_models(report.models)
+    if not unofficial:
+        return None
+    sentence = unofficial_sentence(unofficial)
+    return sentence[0].upper() + sentence[1:] + "."
 
 
 def short_sha(sha256: str | None, n: int = 12) -> str:

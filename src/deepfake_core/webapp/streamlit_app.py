@@ -24,7 +24,7 @@ import streamlit as st
 from deepfake_core import (AnalysisSettings, CheckpointError, DeepfakeError, Detector, InputError, MediaTooLarge,
                            ModelFilesMissing, SettingsError, UnreadableMedia, weights)
 from deepfake_core.calibration import find_calibration
-from deepfake_core.settings import FUSION_STRATEGIES
+from deepfake_core.settings import DEFAULT_ABSTAIN_BELOW, FUSION_STRATEGIES
 from deepfake_core.webapp import present
 
 UPLOAD_TYPES = ["mp4", "avi", "mov", "mkv", "webm"]
@@ -214,9 +214,10 @@ def settings_panel(calibrated: dict | None = None, calibration_line: str | None 
         frame_skip = st.slider("Frame skip", 1, 15, d.frame_skip, help=HELP["frame_skip"], key="frame_skip")
         max_samples = st.number_input("Max frames to sample", 1, 1000, d.max_samples, 10,
                                       help=HELP["max_samples"], key="max_samples")
-        abstain = st.checkbox("Say UNCERTAIN when confidence is low", help=HELP["abstain"], key="abstain")
-        abstain_below = st.slider("…below this confidence", 0.5, 0.95, 0.6, 0.01, disabled=not abstain,
-                                  key="abstain_below")
+        abstain = st.checkbox("Say UNCERTAIN when confidence is low", value=d.abstain_below is not None,
+                              help=HELP["abstain"], key="abstain")
+        abstain_below = st.slider("…below this confidence", 0.5, 0.95, float(d.abstain_below or DEFAULT_ABSTAIN_BELOW),
+                                  0.01, disabled=not abstain, key="abstain_below")
         truth = st.selectbox("Ground truth (optional)", [NO_TRUTH, "REAL", "FAKE"], help=HELP["truth"],
                              key="truth")
         if calibration_line:
@@ -344,6 +345,9 @@ def verdict_card(report, truth: str | None) -> None:
         main.markdown(f"## :{colour}[{present.VERDICT_ICONS.get(report.verdict, '')} "
                       f"{present.verdict_label(report)}]")
         main.markdown(present.verdict_sentence(report))
+        provenance = present.provenance_warning(report)
+        if provenance:  # next to the verdict, not only in the models panel
+            main.warning(provenance, icon=":material/warning:")
         if report.confidence is not None:
             side.metric("Confidence", present.pct(report.confidence))
         remedy = present.verdict_remedy(report)
