@@ -87,10 +87,16 @@ def test_exported_file_loads_and_scores_as_the_head(pooled_run):
     row = next(k for k, r in enumerate(table.rows) if r["key"] == item.key and r["view"] == 0)
     t, thr = float(meta["temperature"]), float(meta["threshold"])
     expected = head_logits(table.x[row:row + 1], head)[0] / t - np.log(thr / (1 - thr))
+    net = loaded.module
     with torch.no_grad():
-        z = loaded.module(x[None].float())[0]
-    assert z[1].item() == 0.0
-    assert z[0].item() == pytest.approx(expected, abs=0.05 + 0.02 * abs(expected))
+        z = net(x[None].float())[0]
+        feats = net.features(x[None].float())[0].numpy()
+        from_table = net.linear((torch.from_numpy(table.x[row]).float() - net.feature_mean) / net.feature_std)
+    assert z[1].item() == 0.0  # logits (z, 0): P(fake) = sigmoid(z)
+    # the network computes the features the head was fitted on (bf16 there, fp32 here)...
+    assert np.corrcoef(feats, table.x[row])[0, 1] > 0.99
+    # ...and its linear unit is the head with the temperature and the threshold folded in (fp16 weights)
+    assert from_table.item() == pytest.approx(expected, abs=0.02 + 0.01 * abs(expected))
 
 
 def test_detector_uses_the_files_aggregation(pooled_run, face_video):
