@@ -14,7 +14,7 @@ from deepfake_core.webapp import present
 
 @pytest.fixture(scope="module")
 def report(detector, face_video):
-    return detector.analyze(face_video, AnalysisSettings(max_samples=4, thumbnails=4))
+    return detector.analyze(face_video, AnalysisSettings(max_samples=4, thumbnails=4, abstain_below=None))
 
 
 @pytest.fixture(scope="module")

@@ -38,7 +38,7 @@ def test_every_float_setting_is_checked(name, value):
     ("--abstain-below", "NaN"), ("--face-margin", "1e308"), ("--time-budget", "-5"), ("--audio-temperature", "0.01"),
 ])
 def test_a_bad_option_is_named(option, value, face_video, original_models, capsys):
-    assert main(["analyze", str(face_video), option, value, "--models-dir", str(original_models)]) == 2
+    assert main(["analyze", str(face_video), f"{option}={value}", "--models-dir", str(original_models)]) == 2
     err = capsys.readouterr().err
     assert err.startswith(f"error: option {option}: ") and "internal error" not in err and "Traceback" not in err
 
