@@ -96,6 +96,10 @@ def calibrated_settings(args: argparse.Namespace, settings, detector):
 
 
 def load_detector(args: argparse.Namespace):
+    from .weights import model_files
+
+    # A missing model file is reported before torch is imported (seconds on a small machine).
+    model_files(args.models_dir, getattr(args, "video_model", None))
     from .pipeline import Detector
 
     return Detector.load(args.models_dir, device=args.device, precision=args.precision,

@@ -20,7 +20,7 @@ import torch
 from . import __version__
 from .audio import SAMPLE_RATE, WINDOW_S, log_mel, mel_batches, read_audio, window_spans
 from .checkpoints import LoadedModel, load_model
-from .errors import ModelFilesMissing, NoVideoStream, WeightsError
+from .errors import NoVideoStream
 from .faces import (DNN_INPUT, DnnFaceDetector, FaceBox, HaarFaceDetector, HybridFaceDetector, assign_tracks,
                     crop_face)
 from .fusion import fuse, softmax
@@ -30,9 +30,8 @@ from .report import (FAKE, NOT_APPLICABLE, REAL, UNCERTAIN, AudioWindow, Modalit
 from .runtime import autocast, pick_device, pick_precision, prepare_for_inference
 from .settings import AnalysisSettings
 from .video import DecodeStats, MediaInfo, probe, read_frames, sample_indices
-from .weights import (AUDIO_FILES, BUILTIN_VIDEO_FILE, FACE_CAFFEMODELS, FACE_PROTOTXT, MODEL_CARD, VIDEO_FILES,
-                      builtin_missing_message, builtin_video_file, first_existing, models_dir_candidates,
-                      resolve_models_dir)
+from .weights import (AUDIO_FILES, BUILTIN_VIDEO_FILE, FACE_CAFFEMODELS, FACE_PROTOTXT, MODEL_CARD,
+                      choose_video_model, first_existing, model_files)  # choose_video_model: re-exported
 
 Progress = Callable[[float, str], None]
 THUMBNAIL_SIDE = 320  # pixels, longest side of a kept thumbnail
@@ -120,18 +119,9 @@ class Detector:
         shape compiles first). `warmup`: run each network once now rather than in the first analysis.
         Raises ModelFilesMissing or CheckpointError.
         """
-        directory = resolve_models_dir(models_dir)
-        searched = [str(p) for p in models_dir_candidates(models_dir)]
+        directory, video_path, video_choice, audio_path = model_files(models_dir, video_model, audio_model,
+                                                                      require_audio)
         notes = []
-        video_path, video_choice = choose_video_model(video_model, directory)
-        audio_path = Path(audio_model) if audio_model else first_existing(directory, AUDIO_FILES)
-        missing = []
-        if video_path is None or not video_path.is_file():
-            missing.append(str(video_path) if video_choice == "path" else VIDEO_FILES[-1])
-        if require_audio and (audio_path is None or not audio_path.is_file()):
-            missing.append(str(audio_path) if audio_model else AUDIO_FILES[-1])
-        if missing:
-            raise ModelFilesMissing(missing, str(directory), searched)
         video = load_model(video_path, "video")
         video.metadata.setdefault("choice", video_choice)
         if video_choice == "builtin":
@@ -139,7 +129,7 @@ class Detector:
                          f"trained by this project on real faces only, against self-blended pseudo-fakes; what it "
                          f"catches and misses is measured in {MODEL_CARD}")
         audio = None
-        if audio_path is not None and audio_path.is_file():
+        if audio_path is not None:
             audio = load_model(audio_path, "audio")
         else:
             notes.append(f"audio not judged: the audio model ({AUDIO_FILES[-1]}) is not in {directory}")
@@ -369,27 +359,6 @@ class _Run:
             timings=timings, settings=self.s.to_dict(), models=self.d.describe_models(),
             audio_windows=self.windows, notes=self.notes, file=self.path.name, thumbnails=self.thumbnails,
         )
-
-
-def choose_video_model(choice: str | os.PathLike | None, directory: Path) -> tuple[Path | None, str]:
-    """(the video model file, which: "original", "builtin" or "path") for a --video-model value.
-
-    None picks the original checkpoint when `directory` holds it, else the built-in model (when this
-    installation has one; else the original's expected place, so the error names the missing file).
-    "builtin" without a shipped model raises WeightsError saying so."""
-    if choice is None or str(choice) == "":
-        original = first_existing(directory, VIDEO_FILES)
-        if original is None and builtin_video_file() is not None:
-            return builtin_video_file(), "builtin"
-        return original, "original"
-    if str(choice) == "original":
-        return first_existing(directory, VIDEO_FILES), "original"
-    if str(choice) == "builtin":
-        path = builtin_video_file()
-        if path is None:
-            raise WeightsError(builtin_missing_message())
-        return path, "builtin"
-    return Path(choice), "path"
 
 
 # -- frames to faces (the producer side) ---------------------------------------------------------------

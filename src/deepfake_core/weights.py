@@ -458,3 +458,43 @@ def builtin_missing_message() -> str:
             f"trained by the project has been shipped yet ({MODEL_CARD} says why and how to train one). "
             "Use --video-model original with the original checkpoint (deepfake-detect weights pull), "
             "or --video-model PATH.")
+
+
+def choose_video_model(choice: str | os.PathLike | None, directory: Path) -> tuple[Path | None, str]:
+    """(the video model file, which: "original", "builtin" or "path") for a --video-model value.
+
+    None picks the original checkpoint when `directory` holds it, else the built-in model (when this
+    installation has one; else the original's expected place, so the error names the missing file).
+    "builtin" without a shipped model raises WeightsError saying so."""
+    if choice is None or str(choice) == "":
+        original = first_existing(directory, VIDEO_FILES)
+        if original is None and builtin_video_file() is not None:
+            return builtin_video_file(), "builtin"
+        return original, "original"
+    if str(choice) == "original":
+        return first_existing(directory, VIDEO_FILES), "original"
+    if str(choice) == "builtin":
+        path = builtin_video_file()
+        if path is None:
+            raise WeightsError(builtin_missing_message())
+        return path, "builtin"
+    return Path(choice), "path"
+
+
+def model_files(models_dir: str | os.PathLike | None = None, video_model: str | os.PathLike | None = None,
+                audio_model: str | os.PathLike | None = None,
+                require_audio: bool = False) -> tuple[Path, Path, str, Path | None]:
+    """(models folder, video model file, which video model, audio model file or None) that `Detector.load`
+    would load. Torch-free, so the command line reports a missing file before importing torch.
+    Raises ModelFilesMissing (the video model, or the audio model when required) or WeightsError."""
+    directory = resolve_models_dir(models_dir)
+    video_path, video_choice = choose_video_model(video_model, directory)
+    audio_path = Path(audio_model) if audio_model else first_existing(directory, AUDIO_FILES)
+    missing = []
+    if video_path is None or not video_path.is_file():
+        missing.append(str(video_path) if video_choice == "path" else VIDEO_FILES[-1])
+    if require_audio and (audio_path is None or not audio_path.is_file()):
+        missing.append(str(audio_path) if audio_model else AUDIO_FILES[-1])
+    if missing:
+        raise ModelFilesMissing(missing, str(directory), [str(p) for p in models_dir_candidates(models_dir)])
+    return directory, video_path, video_choice, audio_path if audio_path is not None and audio_path.is_file() else None
