@@ -4,7 +4,8 @@
 # containers use --network host and listen on 127.0.0.1).
 #   .ci/docker-engine.sh start   install docker.io and debootstrap with apt if missing, start dockerd, print
 #                                DOCKER_HOST=unix://...  (for `export`)
-#   .ci/docker-engine.sh stop    stop that dockerd (the data root, with its image cache, stays)
+#   .ci/docker-engine.sh stop    remove untagged images, stop that dockerd (the data root, with the
+#                                stand-in base image and the build cache, stays)
 # DEEPFAKE_DOCKER_ROOT: the engine's folder (default ../docker-data beside the repository, outside git):
 # data/ holds images and build cache between runs, run/ the socket, pid file and log.
 set -euo pipefail
@@ -36,6 +37,8 @@ start)
   ;;
 stop)
   if running; then
+    # Images left untagged by a rebuild go; the tagged image (the next build's cache) stays.
+    DOCKER_HOST="unix://$sock" docker image prune -f >/dev/null || true
     pid="$(cat "$pidfile")"
     kill "$pid"
     for _ in $(seq 60); do kill -0 "$pid" 2>/dev/null || break; sleep 0.5; done

@@ -124,21 +124,23 @@ def build_args(index: LocalIndex) -> dict[str, str]:
     settings = pip_settings()
     args = {}
     links = [index.serve(x, index=False) for x in settings.get("find-links", [])]
-    extra = [index.serve(x, index=True) for x in settings.get("extra-index-url", [])]
-    main = [index.serve(x, index=True) for x in settings.get("index-url", [])]
+    # The same indexes as pip's here, local ones first: where two hold the same file, the build downloads it
+    # from 127.0.0.1.
+    indexes = [index.serve(x, index=True) for x in settings.get("index-url", ["https://pypi.org/simple"])]
+    indexes += [index.serve(x, index=True) for x in settings.get("extra-index-url", [])]
+    indexes = sorted((x for x in indexes if x), key=lambda url: not url.startswith(index.url))
     if any(links):
         args["PIP_FIND_LINKS"] = " ".join(x for x in links if x)
-    if any(extra):
-        args["PIP_EXTRA_INDEX_URL"] = " ".join(x for x in extra if x)
-    if any(main):
-        args["PIP_INDEX_URL"] = main[0]
+    args["PIP_INDEX_URL"] = indexes[0]
+    if indexes[1:]:
+        args["PIP_EXTRA_INDEX_URL"] = " ".join(indexes[1:])
     # PyTorch: the Dockerfile's default (the CPU-only wheels from PyTorch's index) when that index answers;
     # else the first of the machine's indexes that lists torch, with the Dockerfile's pinned versions. (A
     # CPU-only torch from PyPI's or a local folder's wheels does not do: PyPI's torchvision is built against
     # the CUDA torch and fails to import beside a CPU one.)
     if not reachable(CPU_INDEX + "/torch/"):
-        for url in main + extra:
-            if url and reachable(url.rstrip("/") + "/torch/"):
+        for url in indexes:
+            if reachable(url.rstrip("/") + "/torch/"):
                 args["TORCH_INDEX_URL"] = url
                 break
     return args
