@@ -1,4 +1,5 @@
-"""First-run setup: the scripts (shellcheck, the apt lock wait) and a missing model reported without torch."""
+"""First-run setup: the scripts (shellcheck, the apt lock wait, run.sh's choice of PyTorch wheels) and a missing
+model reported without importing torch."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from test_docker import tool
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPTS = [ROOT / "scripts" / "test.sh", ROOT / "scripts" / "run.sh", ROOT / "scripts" / "apt-install.sh",
+           ROOT / "scripts" / "cpu-torch.sh",
            ROOT / ".ci" / "run", ROOT / ".ci" / "docker-engine.sh", ROOT / ".ci" / "stand-in-base.sh"]
 
 
@@ -82,3 +84,55 @@ def test_the_readme_says_what_the_test_command_installs_and_how_long_it_takes():
     section = text.split("## Development", 1)[1].split("\n## ", 1)[0]
     assert "chromium" in section.lower() and "apt" in section and "root" in section
     assert "minutes" in section and ".ci/run" in section and "container" in section
+
+
+# -- scripts/cpu-torch.sh (run.sh's PyTorch choice) -----------------------------------------------------------
+def run_cpu_torch(tmp_path: Path, index_url: str, has_torch: bool = False, pip_exit: int = 0,
+                  nvidia: bool = False):
+    """cpu-torch.sh with a Python whose `-m pip` and `import torch` are stand-ins; returns (result, pip calls)."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir(exist_ok=True)
+    calls = tmp_path / "pip-calls"
+    calls.unlink(missing_ok=True)
+    fake_bin(bin_dir, "python", f'''if [ "$1" = -m ] && [ "$2" = pip ]; then echo "$*" >> {calls}; exit {pip_exit}; fi
+if [ "$1" = -c ] && [ "$2" = "import torch" ]; then exit {0 if has_torch else 1}; fi
+exec {sys.executable} "$@"
+''')
+    if nvidia:
+        fake_bin(bin_dir, "nvidia-smi", "exit 0\n")
+    env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}", "TORCH_CPU_INDEX_URL": index_url}
+    result = subprocess.run([str(ROOT / "scripts" / "cpu-torch.sh"), str(bin_dir / "python")], env=env,
+                            capture_output=True, text=True, timeout=60)
+    return result, (calls.read_text().splitlines() if calls.exists() else [])
+
+
+def test_cpu_torch_installs_the_cpu_wheels_without_an_nvidia_gpu(tmp_path):
+    from test_docker import Mirror
+
+    served = tmp_path / "index"
+    (served / "torch").mkdir(parents=True)
+    (served / "torch" / "index.html").write_text("<html></html>")
+    with Mirror(served) as mirror:
+        result, calls = run_cpu_torch(tmp_path, mirror.url)
+        assert result.returncode == 0, result.stderr
+        if Path("/proc/driver/nvidia/version").exists():  # an NVIDIA driver here: the CUDA build is wanted
+            assert calls == [] and result.stderr == ""
+            return
+        assert "installing the CPU-only PyTorch wheels" in result.stderr
+        # The requirements exactly as pyproject.toml states them.
+        assert calls == [f"-m pip install --quiet --index-url {mirror.url} torch>=2.6,<2.15 torchvision>=0.21,<0.30"]
+
+        result, calls = run_cpu_torch(tmp_path, mirror.url, pip_exit=1)  # falls back to the default index
+        assert result.returncode == 0 and "failed to install" in result.stderr and len(calls) == 1
+
+        for kwargs in ({"has_torch": True}, {"nvidia": True}):  # torch already there; an NVIDIA GPU
+            result, calls = run_cpu_torch(tmp_path, mirror.url, **kwargs)
+            assert result.returncode == 0 and calls == [] and result.stderr == "", (kwargs, result.stderr)
+
+
+def test_cpu_torch_leaves_it_to_the_default_index_when_the_cpu_index_does_not_answer(tmp_path):
+    from test_docker import free_port
+
+    result, calls = run_cpu_torch(tmp_path, f"http://127.0.0.1:{free_port()}/whl/cpu")
+    assert result.returncode == 0 and calls == []
+    assert "does not answer" in result.stderr
