@@ -1,4 +1,3 @@
-# syntax=docker/dockerfile:1
 # The Deepfake Detector web page (and the deepfake-detect command) in a container.
 #
 #   docker build -t deepfake-detector .
@@ -13,11 +12,17 @@
 #   BAKE_MODELS=1     put the model files into the image at build time (default 0: the first start of a
 #                     container downloads them into the /models volume instead)
 #   DEEPFAKE_WEIGHTS_MIRROR   with BAKE_MODELS=1: fetch the files from <mirror>/<file name>
+#   PIP_INDEX_URL, PIP_EXTRA_INDEX_URL, PIP_FIND_LINKS   where pip finds the other packages (default: PyPI),
+#                     e.g. a local mirror; they reach the install steps only, not the image
+# Plain Dockerfile syntax: the classic builder (DOCKER_BUILDKIT=0) and BuildKit both build it.
 FROM python:3.11-slim
 
 ARG TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu
 ARG TORCH_VERSION=2.14.1
 ARG TORCHVISION_VERSION=0.29.1
+ARG PIP_INDEX_URL
+ARG PIP_EXTRA_INDEX_URL
+ARG PIP_FIND_LINKS
 
 ENV PYTHONUNBUFFERED=1 \
     PIP_NO_CACHE_DIR=1 \
@@ -44,10 +49,11 @@ COPY README.md ./
 COPY src/ src/
 RUN pip install --no-deps . && rm -rf build src/*.egg-info
 
-COPY --chmod=0755 docker/entrypoint.sh /usr/local/bin/deepfake-entrypoint
+COPY docker/entrypoint.sh /usr/local/bin/deepfake-entrypoint
 
 # 4. An unprivileged user owning the models folder (uid 1000, the usual owner of a host folder mounted there).
-RUN useradd --create-home --uid 1000 --user-group --shell /usr/sbin/nologin deepfake \
+RUN chmod 0755 /usr/local/bin/deepfake-entrypoint \
+ && useradd --create-home --uid 1000 --user-group --shell /usr/sbin/nologin deepfake \
  && mkdir /models \
  && chown deepfake:deepfake /models
 USER 1000:1000

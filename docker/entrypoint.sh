@@ -39,9 +39,10 @@ case ${DEEPFAKE_PULL_WEIGHTS:-1} in
         ;;
 esac
 
+# The checks report on stderr: stdout belongs to the command (e.g. `deepfake-detect analyze --json`).
 verify() {
     # shellcheck disable=SC2086  # $required is a list of names: split on spaces on purpose
-    deepfake-detect weights verify $required --models-dir "$models_dir"
+    deepfake-detect weights verify $required --models-dir "$models_dir" >&2
 }
 
 if [ -n "$required" ]; then
@@ -63,7 +64,7 @@ if [ -n "$required" ]; then
         fi
         say "fetching the missing model files into $models_dir (a first start downloads up to about 480 MB)"
         # shellcheck disable=SC2086
-        deepfake-detect weights pull $required --models-dir "$models_dir" || {
+        deepfake-detect weights pull $required --models-dir "$models_dir" >&2 || {
             status=$?
             say "could not fetch the model files (exit $status; the reason is above). Use a mirror" \
                 "(DEEPFAKE_WEIGHTS_MIRROR=URL), or mount a folder that holds them at $models_dir with DEEPFAKE_PULL_WEIGHTS=0."

@@ -12,6 +12,8 @@ if [ ! -x .venv/bin/python ]; then
   "$PYTHON" -m venv .venv
 fi
 .venv/bin/python -m pip install --quiet --upgrade pip
+# PyTorch's CPU-only wheels on a Linux machine without an NVIDIA GPU (scripts/cpu-torch.sh says when and why).
+scripts/cpu-torch.sh .venv/bin/python
 .venv/bin/python -m pip install --quiet -e .
 # Model files: download (and sha256-check) whatever is missing or corrupt; a failure is explained and
 # the analysis goes on with what is there (it says what it could not judge, or exits 3 without a video model).
