@@ -47,8 +47,8 @@ def test_one_timeline_row_per_sampled_frame_with_its_audio_window(report):
 
 
 def test_verdict_follows_the_threshold(detector, face_video):
-    low = detector.analyze(face_video, AnalysisSettings(threshold=0.01))
-    high = detector.analyze(face_video, AnalysisSettings(threshold=0.99))
+    low = detector.analyze(face_video, AnalysisSettings(threshold=0.01, abstain_below=None))
+    high = detector.analyze(face_video, AnalysisSettings(threshold=0.99, abstain_below=None))
     assert low.verdict == "REAL" and high.verdict == "FAKE"
     assert low.fused_real_prob == pytest.approx(high.fused_real_prob)
 
