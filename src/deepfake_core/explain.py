@@ -184,8 +184,10 @@ def overlay(crop_rgb: np.ndarray, heatmap: np.ndarray) -> np.ndarray:
 
 # -- a report's faces ----------------------------------------------------------------------------------------
 def top_faces(report, k: int) -> list[int]:
-    """Timeline rows of the k faces with the highest video P(fake) (earliest first on ties)."""
-    order = sorted(range(len(report.timeline)), key=lambda i: (-report.timeline[i].video_p_fake, i))
+    """Timeline rows of the k faces with the highest video P(fake) (earliest first on ties), among the faces
+    that count toward the verdict (rows marked `stray`, where the timeline has the mark, only when all are)."""
+    rows = [i for i, r in enumerate(report.timeline) if not getattr(r, "stray", False)]
+    order = sorted(rows or range(len(report.timeline)), key=lambda i: (-report.timeline[i].video_p_fake, i))
     return order[:k]
 
 
