@@ -165,6 +165,9 @@ def test_a_damaged_cache_entry_is_converted_again(tmp_path):
     assert np.abs(OpenVinoRunner(model, "fp32")(x) - TorchRunner(loaded.module, CPU, "fp32")(x)).max() < 1e-4
     assert converted_model(loaded, "fp32", root)[1] == "cache"
     assert [p.name for p in root.iterdir() if p.name.startswith(".")] == []  # no temporary folder left
+    (entries(root)[0] / ov_runtime.SOURCE_FILE).unlink()  # an incomplete entry
+    assert converted_model(loaded, "fp32", root)[1] == "converted"
+    assert converted_model(loaded, "fp32", root)[1] == "cache"
 
 
 def test_an_unwritable_cache_still_runs(tmp_path):
