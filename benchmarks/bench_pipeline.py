@@ -347,8 +347,8 @@ def _rows(timeline) -> list[dict]:
 
 def model_throughput(detector: Detector, batches: list[int], iterations: int = 10) -> dict:
     """Images per second through each network alone, as the detector runs it (its runner: runtime, precision,
-    memory format), inputs already in memory: {modality: {batch: images/s}}, the median of `iterations` timed
-    passes after 3 untimed ones."""
+    memory format), inputs already in host memory (on CUDA the copy to the GPU is timed too, as in an analysis):
+    {modality: {batch: images/s}}, the median of `iterations` timed passes after 3 untimed ones."""
     out = {}
     for modality, runner in detector._runners.items():
         size = (detector.video if modality == "video" else detector.audio).spec.input_size

@@ -80,7 +80,8 @@ def converted_model(loaded, precision: str, root: Path | None = None) -> tuple[o
         try:
             return core().read_model(entry / "model.xml"), "cache"
         except RuntimeError:  # damaged or truncated files
-            shutil.rmtree(entry, ignore_errors=True)
+            pass
+    shutil.rmtree(entry, ignore_errors=True)  # an incomplete or damaged entry is replaced
     model = convert(loaded.module, loaded.spec.input_size)
     try:
         _store(model, loaded, key, root)

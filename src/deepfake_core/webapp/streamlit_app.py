@@ -3,7 +3,8 @@
 Start it with `deepfake-detect serve [--port N] [--host H]` or `streamlit run app/streamlit_app.py`.
 The page reads: DEEPFAKE_MODELS_DIR (the models folder; else ./models, then the per-user cache),
 DEEPFAKE_DEVICE (auto|cpu|cuda|mps), DEEPFAKE_PRECISION (auto|fp32|bf16), DEEPFAKE_RUNTIME (auto|torch|openvino)
-and DEEPFAKE_DEBUG=1 (tracebacks on the page). The upload cap is the server's `server.maxUploadSize` (500 MB by default), checked again here.
+and DEEPFAKE_DEBUG=1 (tracebacks on the page). The upload cap is the server's `server.maxUploadSize` (500 MB by
+default), checked again here.
 
 It only calls deepfake_core (no torch, cv2 or timm here). The Detector is loaded once per server and shared
 between sessions (it is thread-safe); each upload goes to its own temporary file, removed on every path, and
