@@ -17,6 +17,7 @@ import socket
 import struct
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -111,7 +112,7 @@ def local_ray(tmp_path_factory):
                  _temp_dir=str(tmp_path_factory.mktemp("ray")), logging_level="WARNING")
         loopback = {"127.0.0.1", "::1", "::ffff:127.0.0.1", "0.0.0.0", "::"}  # any-address: only lo exists here
         assert _listening_addresses() <= loopback, _listening_addresses()
-        assert sorted(os.listdir("/sys/class/net")) == ["lo"]
+        assert [name for _, name in socket.if_nameindex()] == ["lo"]
         yield ray
     finally:
         ray.shutdown()
@@ -143,7 +144,7 @@ def _same_row(ray_row: dict, local_row: dict) -> None:
 
 
 @pytest.mark.slow
-def test_ray_scan_gives_the_local_rows_and_resumes(local_ray, clips, original_models, tmp_path, capsys):
+def test_ray_scan_gives_the_local_rows(local_ray, clips, original_models, tmp_path, capsys):
     common = ["--models-dir", str(original_models), "--max-samples", "5"]
     assert main(["scan", str(clips), "--out", str(tmp_path / "local.csv"), *common]) == 0
     out = tmp_path / "ray.csv"
@@ -156,49 +157,49 @@ def test_ray_scan_gives_the_local_rows_and_resumes(local_ray, clips, original_mo
     assert broken["verdict"] == "ERROR" and "UnreadableMedia" in broken["error"]
     assert remote[str(clips / "sub" / "b.mp4")]["reason"] == "no_face"
 
-    # resume: all done -> nothing analysed; a run stopped mid-line -> only the missing files are analysed
-    capsys.readouterr()
+    capsys.readouterr()  # a re-run finds everything done: nothing analysed, nothing written
+    before = out.read_bytes()
     assert main(["scan", str(clips), "--out", str(out), *common, "--ray"]) == 0
-    assert "3 already done, 0 analysed" in capsys.readouterr().err
-    lines = out.read_text().splitlines(keepends=True)
-    kept = lines[1]
-    out.write_text(lines[0] + kept + lines[2][:10])
-    assert main(["scan", str(clips), "--out", str(out), *common, "--ray"]) == 0
-    assert "1 already done, 1 analysed, 1 errors" in capsys.readouterr().err
-    again = out.read_text().splitlines(keepends=True)
-    assert again[1] == kept and len(again) == 4  # the done row untouched (same seconds), no duplicates
-    assert _rows(out).keys() == local.keys()
+    assert "3 files, 3 already done, 0 analysed" in capsys.readouterr().err
+    assert out.read_bytes() == before
 
 
 @pytest.mark.slow
-def test_ray_scan_of_file_urls_writes_the_local_jsonl(local_ray, clips, original_models, tmp_path):
+def test_ray_scan_of_file_urls_resumes_a_stopped_jsonl(local_ray, clips, original_models, tmp_path):
     from deepfake_core import AnalysisSettings, scan_ray
 
-    settings = AnalysisSettings(max_samples=5)
     assert main(["scan", str(clips / "a.mp4"), "--out", str(tmp_path / "local.jsonl"),
                  "--models-dir", str(original_models), "--max-samples", "5"]) == 0
     local = json.loads((tmp_path / "local.jsonl").read_text())
     url = f"file://{clips}"
-    summary = scan_ray([url], tmp_path / "ray.jsonl", settings, models_dir=str(original_models))
-    assert (summary.total, summary.analysed, summary.errors) == (3, 2, 1)
-    records = {r["path"]: r for r in map(json.loads, (tmp_path / "ray.jsonl").read_text().splitlines())}
-    assert sorted(records) == [f"{url}/a.mp4", f"{url}/broken.mp4", f"{url}/sub/b.mp4"]
+    out = tmp_path / "ray.jsonl"
+    done = json.dumps({"path": f"{url}/sub/b.mp4", "verdict": "NOT_APPLICABLE", "error": None}) + "\n"
+    out.write_text(done + '{"path": "' + url)  # a run stopped while writing its second row
+    rows = []
+    summary = scan_ray([url], out, AnalysisSettings(max_samples=5), models_dir=str(original_models),
+                       on_row=rows.append)
+    assert (summary.total, summary.skipped, summary.analysed, summary.errors) == (3, 1, 1, 1)
+    assert sorted(r["path"] for r in rows) == [f"{url}/a.mp4", f"{url}/broken.mp4"]
+    lines = out.read_text().splitlines(keepends=True)
+    assert lines[0] == done and len(lines) == 3  # the done row kept, the cut one dropped, b.mp4 not redone
+    records = {r["path"]: r for r in map(json.loads, lines)}
     a = records[f"{url}/a.mp4"]
     assert a["file"] == "a.mp4" and a["verdict"] == local["verdict"] and a["error"] is None
     assert a["fused_real_prob"] == pytest.approx(local["fused_real_prob"], abs=BF16_TOLERANCE)
     assert len(a["timeline"]) == len(local["timeline"])
     assert records[f"{url}/broken.mp4"]["verdict"] == "ERROR"
-    assert not list(Path("/tmp").glob("deepfake-scan-*"))  # the copies were removed
+    assert not list(Path(tempfile.gettempdir()).glob("deepfake-scan-*"))  # the copies were removed
 
 
 def _scan_killing_the_first_worker(ray, paths, out, max_attempts, models):
     """scan_ray in a thread; SIGKILL the worker process as soon as it starts a file. (summary, killed file)."""
-    from deepfake_core import scan_ray
+    from deepfake_core import AnalysisSettings, scan_ray
     from deepfake_core.ray_scan import LEDGER_PREFIX
 
     result = {}
     thread = threading.Thread(target=lambda: result.setdefault(
-        "summary", scan_ray(paths, out, models_dir=str(models), max_attempts=max_attempts)))
+        "summary", scan_ray(paths, out, AnalysisSettings(max_samples=10), models_dir=str(models),
+                            max_attempts=max_attempts)))
     thread.start()
     killed, deadline = None, time.monotonic() + 240
     while killed is None and thread.is_alive() and time.monotonic() < deadline:
@@ -219,7 +220,7 @@ def _scan_killing_the_first_worker(ray, paths, out, max_attempts, models):
 
 @pytest.mark.slow
 def test_a_killed_workers_file_is_retried_then_recorded_as_failed(local_ray, clips, original_models, tmp_path):
-    face = str(clips / "a.mp4")  # 100 frames, 60 sampled: seconds of work to kill it in
+    face = str(clips / "a.mp4")
     summary, killed = _scan_killing_the_first_worker(local_ray, [face], tmp_path / "r.csv", 3, original_models)
     assert killed == face
     row = _rows(tmp_path / "r.csv")[face]

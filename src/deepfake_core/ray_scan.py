@@ -32,7 +32,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import DeepfakeError, InputError, SettingsError
+from .errors import DeepfakeError, InputError, ModelFilesMissing, SettingsError, WeightsError
 
 RAY_HINT = "pip install 'deepfake-detector[ray]'"
 MAX_ATTEMPTS = 3  # analyses of one file whose worker died before it is recorded as failed
@@ -279,7 +279,10 @@ class Analyser:
         from .cli import calibrated_settings, load_detector
 
         args = argparse.Namespace(**options)
-        self.detector = load_detector(args)
+        try:
+            self.detector = load_detector(args)
+        except ModelFilesMissing as e:  # its arguments are not its message, so Ray cannot rebuild it: same text
+            raise WeightsError(str(e)) from None
         self.settings = calibrated_settings(args, settings, self.detector)
         self.jsonl, self.ledger, self.max_attempts = jsonl, ledger, max_attempts
 
@@ -360,7 +363,8 @@ def _scan(paths: list[str], out: Path, settings, options: dict, *, address: str 
         ledger = ray.remote(num_cpus=0)(Ledger).options(name=LEDGER_PREFIX + uuid.uuid4().hex).remote()
         items = [{"path": key, "source": source} for key, source in todo]
         dataset = ray.data.from_items(items, override_num_blocks=len(items)).map_batches(
-            Analyser, batch_size=1, batch_format="numpy", concurrency=workers, num_cpus=cpus_per_worker,
+            Analyser, batch_size=1, batch_format="numpy", compute=ray.data.ActorPoolStrategy(size=workers),
+            num_cpus=cpus_per_worker,
             num_gpus=gpus_per_worker or None,
             fn_constructor_kwargs=dict(options=options, settings=settings, jsonl=out.suffix == ".jsonl",
                                        ledger=ledger, max_attempts=max_attempts))
