@@ -199,7 +199,7 @@ def _scan_killing_the_first_worker(ray, paths, out, max_attempts, models):
     result = {}
     thread = threading.Thread(target=lambda: result.setdefault(
         "summary", scan_ray(paths, out, AnalysisSettings(max_samples=10), models_dir=str(models),
-                            max_attempts=max_attempts)))
+                            max_attempts=max_attempts)), daemon=True)
     thread.start()
     killed, deadline = None, time.monotonic() + 240
     while killed is None and thread.is_alive() and time.monotonic() < deadline:
@@ -239,3 +239,26 @@ def test_model_files_missing_on_the_workers_exit_3(local_ray, clips, tmp_path, c
                  "--ray"])
     assert code == 3
     assert "epoch_007.pt" in capsys.readouterr().err
+
+
+def test_deploy_files_agree_on_the_image_and_the_ray_version():
+    yaml = pytest.importorskip("yaml", reason="PyYAML comes with the ray extra")
+    import re
+    import tomllib
+
+    root = Path(__file__).resolve().parents[1]
+    launcher = yaml.safe_load((root / "deploy/ray/cluster-aws.yaml").read_text())
+    kuberay = yaml.safe_load((root / "deploy/ray/kuberay-cluster.yaml").read_text())
+    dockerfile = (root / "deploy/ray/Dockerfile").read_text()
+    base = re.search(r"^ARG RAY_IMAGE=rayproject/ray:(\d+\.\d+\.\d+)-py311-cpu$", dockerfile, re.M)
+    assert base, "the Ray base image is pinned to a version"
+    assert kuberay["kind"] == "RayCluster" and kuberay["spec"]["rayVersion"] == base.group(1)
+    images = {c["image"] for group in [kuberay["spec"]["headGroupSpec"], *kuberay["spec"]["workerGroupSpecs"]]
+              for c in group["template"]["spec"]["containers"]}
+    assert images == {launcher["docker"]["image"]}
+    assert launcher["head_node_type"] in launcher["available_node_types"]
+    extra = tomllib.loads((root / "pyproject.toml").read_text())["project"]["optional-dependencies"]["ray"]
+    low, high = re.search(r"ray\[data\]>=([\d.]+),<(\d+)", extra[0]).groups()
+    version = tuple(map(int, base.group(1).split(".")))
+    assert tuple(map(int, low.split("."))) <= version < (int(high),)
+    assert "deepfake-detect weights pull" in dockerfile and "DEEPFAKE_MODELS_DIR" in dockerfile
