@@ -25,7 +25,7 @@ from .settings import AnalysisSettings  # noqa: E402
 
 # Detector and Report pull in torch; load them on first use so `deepfake-detect weights ...` and
 # `import deepfake_core.errors` start fast.
-_LAZY = {"Detector": ".pipeline", "Report": ".report"}
+_LAZY = {"Detector": ".pipeline", "Report": ".report", "scan_ray": ".ray_scan"}
 
 
 def __getattr__(name: str):
@@ -42,5 +42,5 @@ __all__ = [
     "AnalysisSettings", "CheckpointError", "ChecksumMismatch", "DeepfakeError", "Detector", "DownloadError",
     "InputError", "MediaTooLarge",
     "ModelFilesMissing", "NoVideoStream", "Report", "SettingsError", "UnreadableMedia", "WeightsError",
-    "__version__",
+    "__version__", "scan_ray",
 ]

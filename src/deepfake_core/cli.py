@@ -185,9 +185,10 @@ def iter_videos(paths: list[str]):
             yield p
 
 
-def scan_row(path: Path, report=None, error: Exception | None = None) -> dict:
+def scan_row(path: Path | str, report=None, error: Exception | None = None) -> dict:
     row = {k: None for k in SCAN_FIELDS}
-    row.update(file=path.name, path=str(path))
+    # a URL (s3://bucket/a.mp4, from `scan --ray`) stays a string: Path() would fold its "//"
+    row.update(file=path.name if isinstance(path, Path) else path.rstrip("/").rsplit("/", 1)[-1], path=str(path))
     if error is not None:
         row.update(verdict="ERROR", error=f"{type(error).__name__}: {error}")
         return row
@@ -217,7 +218,24 @@ def check_writable(out: Path) -> None:
         raise InputError(f"--out {out} cannot be written ({e.strerror or e}); choose another file") from e
 
 
+def scan_record(path: Path | str, report=None, error: Exception | None = None, jsonl: bool = False) -> dict:
+    """One output line of `scan` (local and --ray): the CSV row, or for JSONL the whole report with its path
+    and error (an ERROR record when the file could not be analysed)."""
+    row = scan_row(path, report, error)
+    if not jsonl:
+        return row
+    record = report.to_dict() if report is not None else {}
+    record.update({"path": str(path), "error": row["error"]})
+    if error is not None:
+        record.update(verdict="ERROR", file=row["file"])
+    return record
+
+
 def cmd_scan(args: argparse.Namespace) -> int:
+    if getattr(args, "ray", None) is not None:
+        from .ray_scan import cmd_scan_ray
+
+        return cmd_scan_ray(args)
     settings = settings_from_args(args)
     out = Path(args.out)
     if out.suffix not in (".csv", ".jsonl"):
@@ -242,15 +260,11 @@ def cmd_scan(args: argparse.Namespace) -> int:
             except Exception as e:  # one broken file must not stop a long scan; it is recorded
                 error = e
             errors += error is not None
-            row = scan_row(path, report, error)
+            row = scan_record(path, report, error, jsonl=writer is None)
             if writer:
                 writer.writerow(row)
             else:
-                record = report.to_dict() if report is not None else {}
-                record.update({"path": str(path), "error": row["error"]})
-                if error is not None:
-                    record.update(verdict="ERROR", file=path.name)
-                f.write(json.dumps(record) + "\n")
+                f.write(json.dumps(row) + "\n")
             f.flush()
             if not args.quiet:
                 print(f"[{n}/{len(videos)}] {path.name}: {row['verdict']}"
@@ -286,6 +300,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, metavar="FILE", help="results.csv or results.jsonl")
     p.add_argument("--quiet", "-q", action="store_true", help="no per-file lines on stderr")
     add_analysis_options(p)
+    from .ray_scan import add_ray_options  # imports no Ray
+
+    add_ray_options(p)
     p.set_defaults(func=cmd_scan)
 
     import importlib
