@@ -76,11 +76,11 @@ def test_evaluate_accounts_for_every_file_and_matches_sklearn(labelled, original
     assert len(rows) == 7 and {r["generator"] for r in rows} == {"demo", "hard"}
     by = {r["path"].rsplit("/", 1)[-1]: r for r in rows}
     assert by["faceless.mp4"]["verdict"] == "NOT_APPLICABLE" and by["faceless.mp4"]["reason"] == "no_face"
-    assert by["voice.m4a"]["verdict"] == "NOT_APPLICABLE" and by["voice.m4a"]["reason"] == "no_video_stream"
+    assert by["voice.m4a"]["verdict"] == "NOT_APPLICABLE" and by["voice.m4a"]["reason"] == "no_speech"  # a tone
     assert by["broken.mp4"]["verdict"] == "ERROR" and "UnreadableMedia" in by["broken.mp4"]["error"]
     summary = json.loads((out / "summary.json").read_text())
     assert summary["files"] == 7 and summary["verdicts"]["NOT_APPLICABLE"] == 2 and summary["verdicts"]["ERROR"] == 1
-    assert sorted(x["reason"] for x in summary["not_applicable"]) == ["no_face", "no_video_stream"]
+    assert sorted(x["reason"] for x in summary["not_applicable"]) == ["no_face", "no_speech"]
     assert [x["path"].rsplit("/", 1)[-1] for x in summary["errors"]] == ["broken.mp4"]
     assert summary["left_out"]["fused"]["count"] == 3 and summary["left_out"]["audio"]["count"] == 1
     assert summary["settings"]["threshold"] == 0.45
