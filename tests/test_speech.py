@@ -260,3 +260,20 @@ def test_cli_analyze_audio_file(speech_model, tmp_path, capsys):
     assert main(["analyze", str(silent), "--models-dir", str(tmp_path), "--audio-model", str(speech_model),
                  "-q"]) == 0
     assert "NOT_APPLICABLE" in capsys.readouterr().out
+
+
+def test_fusion_choice_prefers_either_fake_when_faces_are_fake_over_real_voices():
+    from deepfake_core.train.fusion_choice import compare, fused_p_fake
+
+    rng = np.random.default_rng(0)
+    rows = []
+    for i in range(40):  # generated faces over real voices, and real videos
+        fake = i % 2 == 0
+        p_video = float(np.clip(rng.normal(0.8 if fake else 0.3, 0.1), 0.01, 0.99))
+        rows.append({"path": f"v{i}.mp4", "label": "fake" if fake else "real", "video_p_fake": p_video,
+                     "audio_margin": float(rng.normal(-4.0, 0.5))})  # every voice confidently real
+    result = compare(rows, audio_temperature=1.0)
+    s = result["strategies"]
+    assert s["equal"]["recall"] < s["max"]["recall"]  # averaging with a real voice hides the fake face
+    assert result["choice"] in ("max", "video_only", "noisy_or") and result["choice"] != "equal"
+    assert fused_p_fake("noisy_or", np.array([np.log(19)]), np.array([-np.log(19)]))[0] == pytest.approx(0.9525)

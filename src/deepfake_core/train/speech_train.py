@@ -262,6 +262,35 @@ def train_final(cache: Cache, recipe: Recipe, lofo: dict, out: Path, name: str) 
     return save_safetensors(model, speech_spec(x.shape[2]), out, meta, dtype=torch.float16)
 
 
+def video_oof(cache: Cache, recipe: Recipe, lofo: dict, videos: Path, folds: int = 3) -> list[dict]:
+    """Out-of-fold audio margins of every video under `videos` that has speech, for choosing the fusion.
+
+    Without video speech in the recipe, one model trained on everything scores them all (none of them was
+    in its training). With it, the videos are dealt into `folds` groups by source (segments `_s1`, `_s2` of
+    one source stay together) and each group is scored by a model trained without it."""
+    import re
+    import zlib
+
+    recipe = Recipe(**{**asdict(recipe), "epochs": lofo["best_epoch"], "checkpoints": ()})
+    files = sorted(p for p in Path(videos).rglob("*") if p.suffix.lower() in (".mp4", ".mov", ".mkv", ".webm"))
+    source = {str(p): re.sub(r"_s\d+$", "", p.stem) for p in files}
+    fold_of = {k: zlib.crc32(v.encode()) % folds for k, v in source.items()}
+    x = crop_features(cache, recipe.front_end)
+    y = np.array([cache.clips[c]["label"] == "fake" for c in cache.crop_clip], dtype=int)
+    rows = []
+    for fold in range(folds if recipe.video_speech else 1):
+        held = {k for k, f in fold_of.items() if f == fold} if recipe.video_speech else set(fold_of)
+        train = [i for i, c in enumerate(cache.clips) if c["path"] not in held]
+        keep = _train_rows(cache, train, recipe)
+        model = train_model(x[keep], y[keep], recipe)
+        for path in sorted(held):
+            samples = read_audio(path)
+            margin = clip_margin(model, samples, recipe.front_end) if samples is not None else float("nan")
+            rows.append({"path": path, "audio_margin": margin, "fold": fold})
+        print(f"  fold {fold}: {len(held)} videos scored", flush=True)
+    return rows
+
+
 def dev_eval(model_path: Path, dev_root: Path) -> dict:
     """Clip-level scores of dev-eval's audio (measurement only): EER, AUC, per source page and generator."""
     from ..checkpoints import load_model
@@ -317,6 +346,11 @@ def main(argv: list[str] | None = None) -> int:
     sub.choices["lofo"].add_argument("--family", action="append", help="only these families (repeatable)")
     sub.choices["final"].add_argument("--lofo", required=True, help="lofo.json of the same recipe")
     sub.choices["final"].add_argument("--name", default="speech_cnn_builtin")
+    v = sub.add_parser("video-oof", help="out-of-fold audio margins of labelled videos (to choose the fusion)")
+    v.add_argument("cache")
+    v.add_argument("videos", help="folder of videos (e.g. ../shared/train-fake/videos)")
+    v.add_argument("--lofo", required=True)
+    v.add_argument("--out", required=True, help="CSV: path,audio_margin,fold")
     d = sub.add_parser("dev-eval", help="measure a finished model on dev-eval's audio and apply the ship rule")
     d.add_argument("model")
     d.add_argument("dev_eval")
@@ -341,6 +375,16 @@ def main(argv: list[str] | None = None) -> int:
                 return 0
             lofo = json.loads(Path(args.lofo).read_text())
             print(train_final(cache, recipe, lofo, Path(args.out), args.name))
+            return 0
+        if args.command == "video-oof":
+            lofo = json.loads(Path(args.lofo).read_text())
+            recipe = Recipe(**{k: tuple(v) if k == "checkpoints" else v for k, v in lofo["recipe"].items()})
+            rows = video_oof(load_cache(args.cache), recipe, lofo, Path(args.videos))
+            with open(args.out, "w", newline="") as f:
+                writer = csv.DictWriter(f, fieldnames=["path", "audio_margin", "fold"])
+                writer.writeheader()
+                writer.writerows(rows)
+            print(f"{len(rows)} videos -> {args.out}")
             return 0
         lofo = json.loads(Path(args.lofo).read_text())
         r = dev_eval(Path(args.model), Path(args.dev_eval))
