@@ -277,3 +277,27 @@ def test_fusion_choice_prefers_either_fake_when_faces_are_fake_over_real_voices(
     assert s["equal"]["recall"] < s["max"]["recall"]  # averaging with a real voice hides the fake face
     assert result["choice"] in ("max", "video_only", "noisy_or") and result["choice"] != "equal"
     assert fused_p_fake("noisy_or", np.array([np.log(19)]), np.array([-np.log(19)]))[0] == pytest.approx(0.9525)
+
+
+def test_long_audio_file_is_refused_before_decoding(voice_detector, tmp_path):
+    from deepfake_core.errors import MediaTooLarge
+
+    path = _write(tmp_path / "long.wav", speech_like(3.0), 16_000, "pcm_s16le")
+    with pytest.raises(MediaTooLarge, match="over the 2 s limit"):
+        voice_detector.analyze(path, voice_detector.default_settings().replace(max_duration_s=2.0))
+
+
+def test_scan_includes_audio_files(speech_model, tmp_path):
+    from deepfake_core.cli import main
+
+    folder = tmp_path / "calls"
+    folder.mkdir()
+    _write(folder / "a.wav", speech_like(3.0), 16_000, "pcm_s16le")
+    _write(folder / "b.mp3", speech_like(3.0, seed=2), 16_000, "libmp3lame")
+    (folder / "notes.txt").write_text("not scanned")
+    out = tmp_path / "scan.csv"
+    assert main(["scan", str(folder), "--out", str(out), "--models-dir", str(tmp_path), "--audio-model",
+                 str(speech_model), "-q"]) == 0
+    rows = list(csv.DictReader(out.open()))
+    assert [r["file"] for r in rows] == ["a.wav", "b.mp3"]
+    assert all(r["verdict"] in ("REAL", "FAKE") and r["audio_windows"] == "2" for r in rows)

@@ -20,7 +20,7 @@ import torch
 from . import __version__
 from .audio import SAMPLE_RATE, WINDOW_S, log_mel, mel_batches, read_audio, window_spans
 from .checkpoints import LoadedModel, load_model
-from .errors import ModelFilesMissing, NoVideoStream, WeightsError
+from .errors import MediaTooLarge, ModelFilesMissing, NoVideoStream, WeightsError
 from .faces import (DNN_INPUT, DnnFaceDetector, FaceBox, HaarFaceDetector, HybridFaceDetector, assign_tracks,
                     crop_face)
 from .fusion import fuse, softmax
@@ -358,6 +358,8 @@ class _Run:
         self.notes.append(f"judged by the voice alone ({why})")
         if self.d.audio is None:
             return self._not_applicable("no_audio_model")
+        if self.info is None:
+            _check_audio_duration(self.path, self.s.max_duration_s)
         self._score_audio()
         if self.info is None:
             self.info_dict = {"path": str(self.path), "audio_only": True}
@@ -491,6 +493,21 @@ def choose_video_model(choice: str | os.PathLike | None, directory: Path) -> tup
             raise WeightsError(builtin_missing_message())
         return path, "builtin"
     return Path(choice), "path"
+
+
+def _check_audio_duration(path: Path, limit_s: float) -> None:
+    """Raise MediaTooLarge for an audio file whose header says it lasts longer than `limit_s` (before decoding
+    it); a file without a usable header is left to the decoder."""
+    import av
+
+    try:
+        with av.open(str(path), mode="r", metadata_errors="ignore") as container:
+            duration = container.duration / av.time_base if container.duration else None
+    except av.error.FFmpegError:
+        return
+    if duration is not None and duration > limit_s:
+        raise MediaTooLarge(f"{path.name!r} lasts {duration:.0f} s, over the {limit_s:.0f} s limit "
+                            f"(raise max_duration_s to analyse it)")
 
 
 def choose_audio_model(choice: str | os.PathLike | None, directory: Path) -> tuple[Path | None, str]:
