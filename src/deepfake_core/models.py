@@ -60,12 +60,12 @@ SPEECH_CNN = "speech_cnn"  # the built-in audio model's architecture (SpeechCNN)
 
 
 class SpeechCNN(nn.Module):
-    """A small CNN over a log filterbank window (the built-in audio model, ~45 k parameters).
+    """A small CNN over a log filterbank window (the built-in audio model, 47,570 parameters).
 
     Input (N, 1, bands, frames) float32 from `speech.features`; four conv-BN-ReLU blocks (16, 32, 48, 64
-    channels; the first with stride 2, the first three followed by 2x2 max pooling), then the mean and the max over time of each
-    channel and frequency row, dropout and a linear layer to 2 logits (index 0 = FAKE). Frequency position is
-    kept (vocoder artefacts live in particular bands); time is pooled (any window length works).
+    channels; the first with stride 2, the first three followed by 2x2 max pooling), then the mean and the max
+    over time of each channel and frequency row, dropout and a linear layer to 2 logits (index 0 = FAKE).
+    Frequency position is kept (vocoder artefacts live in particular bands); time is pooled (any window length).
     """
 
     CHANNELS = (16, 32, 48, 64)
@@ -75,7 +75,8 @@ class SpeechCNN(nn.Module):
         layers: list[nn.Module] = []
         c_in = 1
         for i, c_out in enumerate(self.CHANNELS):
-            layers += [nn.Conv2d(c_in, c_out, 3, stride=2 if i == 0 else 1, padding=1, bias=False), nn.BatchNorm2d(c_out), nn.ReLU()]
+            conv = nn.Conv2d(c_in, c_out, 3, stride=2 if i == 0 else 1, padding=1, bias=False)
+            layers += [conv, nn.BatchNorm2d(c_out), nn.ReLU()]
             if i < len(self.CHANNELS) - 1:
                 layers.append(nn.MaxPool2d(2))
             c_in = c_out

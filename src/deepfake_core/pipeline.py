@@ -31,8 +31,8 @@ from .runtime import autocast, pick_device, pick_precision, prepare_for_inferenc
 from .settings import AnalysisSettings
 from .speech import has_speech, speech_windows
 from .video import DecodeStats, MediaInfo, probe, read_frames, sample_indices
-from .weights import (AUDIO_FILES, AUDIO_MODEL_CARD, BUILTIN_AUDIO_FILE, BUILTIN_VIDEO_FILE,
-                      builtin_audio_file, builtin_audio_missing_message, FACE_CAFFEMODELS, FACE_PROTOTXT, MODEL_CARD, VIDEO_FILES,
+from .weights import (AUDIO_FILES, AUDIO_MODEL_CARD, BUILTIN_AUDIO_FILE, BUILTIN_VIDEO_FILE, FACE_CAFFEMODELS,
+                      FACE_PROTOTXT, MODEL_CARD, VIDEO_FILES, builtin_audio_file, builtin_audio_missing_message,
                       builtin_missing_message, builtin_video_file, first_existing, models_dir_candidates,
                       resolve_models_dir)
 
@@ -117,7 +117,8 @@ class Detector:
         shipped inside the package), a file path, or None: the original when it is installed, else the
         built-in one. `audio_model`: the same choices (and "none"), see `choose_audio_model`. The video model is
         required unless `video_optional` (a detector for audio files only); without the audio model the detector
-        judges video only and its reports say so (unless `require_audio`). Without the res10 files faces are found by Haar alone.
+        judges video only and its reports say so (unless `require_audio`). Without the res10 files faces are
+        found by Haar alone.
         `precision`: auto (bf16 where the hardware runs it natively: a CUDA GPU with bf16, a CPU with
         AVX512-BF16 or AMX), fp32 or bf16. `compile`: torch.compile the networks (pays on CUDA; each new batch
         shape compiles first). `warmup`: run each network once now rather than in the first analysis.

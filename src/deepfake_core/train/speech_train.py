@@ -365,7 +365,8 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         if args.command in ("lofo", "final"):
             recipe = Recipe(front_end=args.front_end, epochs=args.epochs,
-                            checkpoints=tuple(sorted({e for e in (4, 8, 12, 16, 20) if e <= args.epochs} | {args.epochs})),
+                            checkpoints=tuple(sorted({e for e in (4, 8, 12, 16, 20) if e <= args.epochs}
+                                                     | {args.epochs})),
                             per_epoch=args.per_epoch, video_speech=not args.no_video_speech, seed=args.seed)
             cache = load_cache(args.cache)
             if args.command == "lofo":

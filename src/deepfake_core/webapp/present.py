@@ -23,7 +23,7 @@ REMEDIES = {
     "no_face": "Faces must be at least 80 px tall and seen from the front. Try a smaller frame skip, "
                "more samples, or a higher-resolution copy of the video.",
     "no_video_stream": "Upload the video itself, not its sound track.",
-    "no_speech": "Upload a recording in which someone speaks; silence, tones and music are not judged.",
+    "no_speech": "Upload a recording in which someone speaks; silence, steady tones and noise are not judged.",
     "still_image": "Upload a video clip; single pictures are not judged.",
     "too_short": "The file holds no decodable frames: it may be damaged. Try re-exporting it as MP4.",
     "abstained": "Lower the abstention threshold to force a REAL/FAKE call, or check the timeline and "
