@@ -56,6 +56,18 @@ def tone(seconds: float, rate: int = AUDIO_RATE, freq: float = 440.0, seed: int 
     return (0.3 * np.sin(2 * np.pi * freq * t) + noise).astype(np.float32)
 
 
+def speech_like(seconds: float, rate: int = AUDIO_RATE, seed: int = 0) -> np.ndarray:
+    """A voice-like signal: a harmonic series on a gliding 100-140 Hz pitch, switched on and off at a syllable
+    rate (3.5 Hz) with quiet pauses, over faint noise. `speech.has_speech` takes it for speech; a tone it does not."""
+    t = np.arange(int(seconds * rate)) / rate
+    rng = np.random.default_rng(seed)
+    f0 = 120 + 20 * np.sin(2 * np.pi * 0.5 * t + rng.uniform(0, np.pi))
+    phase = 2 * np.pi * np.cumsum(f0) / rate
+    voice = sum(np.sin(k * phase) / k for k in range(1, 30))
+    envelope = np.clip(np.sin(2 * np.pi * 3.5 * t), 0, None) ** 2
+    return (0.2 * envelope * voice + rng.normal(0, 0.002, t.shape)).astype(np.float32)
+
+
 def write_video(path: Path, frames, fps: int = FPS, audio: np.ndarray | None = None,
                 audio_rate: int = AUDIO_RATE, rotation: int | None = None,
                 options: dict[str, str] | None = None) -> Path:
@@ -137,8 +149,9 @@ def media_dir(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def face_video(media_dir) -> Path:
-    """4 s, 25 fps, 800x640, the astronaut moving across, a 440 Hz tone with noise."""
-    return write_video(media_dir / "face.mp4", moving_face_frames(100), audio=tone(4.0))
+    """4 s, 25 fps, 800x640, the astronaut moving across, a speech-like voice (windows without speech are not
+    scored, so a tone would leave the audio unjudged)."""
+    return write_video(media_dir / "face.mp4", moving_face_frames(100), audio=speech_like(4.0))
 
 
 @pytest.fixture(scope="session")
@@ -148,7 +161,7 @@ def face_video_no_audio(media_dir) -> Path:
 
 @pytest.fixture(scope="session")
 def faceless_video(media_dir) -> Path:
-    return write_video(media_dir / "faceless.mp4", blank_frames(50), audio=tone(2.0))
+    return write_video(media_dir / "faceless.mp4", blank_frames(50), audio=speech_like(2.0))
 
 
 @pytest.fixture(scope="session")

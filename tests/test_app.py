@@ -293,3 +293,18 @@ def test_video_model_picker_offers_what_is_installed(original_models, monkeypatc
     assert ("builtin" in choices) == (weights.builtin_video_file() is not None)
     monkeypatch.setattr(weights, "builtin_video_file", lambda: None)
     assert streamlit_app.video_model_choices(str(original_models)) == ["automatic", "original"]
+
+
+def test_audio_upload_gets_a_voice_verdict_and_timeline(page, tmp_path, upload_tmp):
+    from conftest import speech_like, write_audio_only
+
+    path = write_audio_only(tmp_path / "note.m4a", speech_like(4.0))
+    page.file_uploader(key="upload").set_value(("voice-note.m4a", path.read_bytes(), "audio/mp4"))
+    page.run()
+    assert not page.exception, page.exception
+    page.button(key="analyse").click().run()
+    assert not page.exception and not page.error, texts(page.error)
+    report = page.session_state["result"]["report"]
+    assert report.verdict in ("REAL", "FAKE") and report.counts["audio_windows"] == 3
+    assert "the voice alone" in texts(page.markdown)
+    assert len(page.get("vega_lite_chart")) == 1  # the voice timeline

@@ -6,7 +6,7 @@ import tempfile
 import cv2
 import pytest
 
-from conftest import astronaut_bgr, moving_face_frames, tone, write_audio_only, write_video
+from conftest import astronaut_bgr, moving_face_frames, speech_like, tone, write_audio_only, write_video
 from deepfake_core import AnalysisSettings
 from deepfake_core.cli import main
 from deepfake_core.errors import MediaTooLarge, UnreadableMedia
@@ -67,12 +67,15 @@ def test_truncated_mp4_with_index_first_gives_a_partial_report(detector, tmp_pat
 
 
 def test_audio_only_file(detector, tmp_path, capsys, original_models, no_new_temp_files):
-    path = write_audio_only(tmp_path / "voice.m4a", tone(3.0))
-    report = detector.analyze(path)
-    assert report.verdict == "NOT_APPLICABLE" and report.reason == "no_video_stream"
+    path = write_audio_only(tmp_path / "voice.m4a", speech_like(3.0))
+    report = detector.analyze(path)  # judged by the voice alone
+    assert report.verdict in ("REAL", "FAKE") and not report.modalities["video"].available
     assert report.modalities["audio"].available and report.modalities["audio"].count == 2
     code, out, _ = cli(capsys, "analyze", str(path), "--models-dir", str(original_models))
-    assert code == 0 and "NOT_APPLICABLE" in out and "no video track" in out
+    assert code == 0 and "voice alone" in out and "the file has no video track" in out
+    tone_only = detector.analyze(write_audio_only(tmp_path / "tone.m4a", tone(3.0)))
+    assert tone_only.verdict == "NOT_APPLICABLE" and tone_only.reason == "no_speech"
+    assert "no speech" in tone_only.modalities["audio"].note
 
 
 @pytest.mark.parametrize("name", ["still.png", "still.jpg", "photo.mp4"])

@@ -5,14 +5,14 @@ import os
 import subprocess
 import sys
 
-from conftest import ROOT, face_files_dir, moving_face_frames, tone, write_video
+from conftest import ROOT, face_files_dir, moving_face_frames, speech_like, write_video
 
 BENCH = ROOT / "benchmarks" / "bench_pipeline.py"
 
 
 def test_benchmark_smoke(tmp_path, original_models):
     face_files_dir()
-    clip = write_video(tmp_path / "short.mp4", moving_face_frames(50, size=(540, 640)), audio=tone(2.0))
+    clip = write_video(tmp_path / "short.mp4", moving_face_frames(50, size=(540, 640)), audio=speech_like(2.0))
     env = {**os.environ, "PYTHONWARNINGS": "ignore"}
     out = subprocess.run(
         [sys.executable, str(BENCH), str(clip), "--repeat", "1", "--models-dir", str(original_models),

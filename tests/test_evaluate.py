@@ -77,13 +77,14 @@ def test_evaluate_accounts_for_every_file_and_matches_sklearn(labelled, original
     assert len(rows) == 7 and {r["generator"] for r in rows} == {"demo", "hard"}
     by = {r["path"].rsplit("/", 1)[-1]: r for r in rows}
     assert by["faceless.mp4"]["verdict"] == "NOT_APPLICABLE" and by["faceless.mp4"]["reason"] == "no_face"
-    assert by["voice.m4a"]["verdict"] == "NOT_APPLICABLE" and by["voice.m4a"]["reason"] == "no_video_stream"
+    assert by["voice.m4a"]["verdict"] == "NOT_APPLICABLE" and by["voice.m4a"]["reason"] == "no_speech"  # a tone
     assert by["broken.mp4"]["verdict"] == "ERROR" and "UnreadableMedia" in by["broken.mp4"]["error"]
     summary = json.loads((out / "summary.json").read_text())
     assert summary["files"] == 7 and summary["verdicts"]["NOT_APPLICABLE"] == 2 and summary["verdicts"]["ERROR"] == 1
-    assert sorted(x["reason"] for x in summary["not_applicable"]) == ["no_face", "no_video_stream"]
+    assert sorted(x["reason"] for x in summary["not_applicable"]) == ["no_face", "no_speech"]
     assert [x["path"].rsplit("/", 1)[-1] for x in summary["errors"]] == ["broken.mp4"]
-    assert summary["left_out"]["fused"]["count"] == 3 and summary["left_out"]["audio"]["count"] == 1
+    # audio left out: broken.mp4, and the tones of faceless.mp4 and voice.m4a (not speech, so not scored)
+    assert summary["left_out"]["fused"]["count"] == 3 and summary["left_out"]["audio"]["count"] == 3
     assert summary["settings"]["threshold"] == 0.45
     assert "not applicable: 2" in stdout and "errors: 1" in stdout
 
@@ -93,7 +94,7 @@ def test_evaluate_accounts_for_every_file_and_matches_sklearn(labelled, original
         p = np.array([float(r[f"{modality}_p_fake"]) for r in scored])
         pred = np.array([r[f"{modality}_pred"] == "fake" for r in scored], dtype=int)
         m = summary["metrics"][modality]
-        assert m["n"] == len(scored) == {"fused": 4, "video": 4, "audio": 6}[modality]
+        assert m["n"] == len(scored) == {"fused": 4, "video": 4, "audio": 4}[modality]
         assert m["accuracy"] == pytest.approx(accuracy_score(y, pred))
         assert m["balanced_accuracy"] == pytest.approx(balanced_accuracy_score(y, pred))
         assert m["precision"] == pytest.approx(precision_score(y, pred, zero_division=0))

@@ -191,14 +191,24 @@ def stream_windows(
 
 def mel_batches(
     samples: np.ndarray | Iterable[np.ndarray], batch_size: int, sample_rate: int = SAMPLE_RATE,
-    window_s: float = WINDOW_S, overlap: float = OVERLAP,
+    window_s: float = WINDOW_S, overlap: float = OVERLAP, keep=None, counts: dict | None = None,
 ) -> Iterator[tuple[torch.Tensor, list[tuple[float, float]]]]:
     """`mel_windows`, at most `batch_size` windows at a time: each window's image is 1 MB, so a long track
     is scored in bounded memory. `samples`: a whole track, or its chunks (`audio_chunks`) so that the track
-    is never whole in memory. Yields ((n, 3, 299, 299) float32, n (start, end) times in seconds)."""
+    is never whole in memory. Yields ((n, 3, 299, 299) float32, n (start, end) times in seconds).
+    `keep(segment) -> bool` (e.g. speech.has_speech) skips the windows it refuses; `counts` gets "looked" and
+    "kept"."""
     chunks = [samples] if isinstance(samples, np.ndarray) else samples
     images, times = [], []
+    if counts is not None:
+        counts.update(looked=0, kept=0)
     for start, end, segment in stream_windows(chunks, sample_rate, window_s, overlap):
+        if counts is not None:
+            counts["looked"] += 1
+        if keep is not None and not keep(segment):
+            continue
+        if counts is not None:
+            counts["kept"] += 1
         images.append(mel_image(log_mel(segment, sample_rate)))
         times.append((start / sample_rate, end / sample_rate))
         if len(images) == batch_size:

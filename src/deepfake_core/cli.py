@@ -18,6 +18,7 @@ from . import __version__
 from .errors import DeepfakeError, InputError, ModelFilesMissing
 
 VIDEO_EXTENSIONS = {".mp4", ".m4v", ".mov", ".avi", ".mkv", ".webm", ".mpg", ".mpeg", ".wmv", ".flv", ".3gp", ".ts"}
+AUDIO_EXTENSIONS = {".wav", ".flac", ".mp3", ".m4a", ".aac", ".ogg", ".opus", ".oga", ".wma"}  # voice-only reports
 EXIT_OK, EXIT_INTERNAL, EXIT_INPUT, EXIT_MODELS = 0, 1, 2, 3
 
 # Modules that add subcommands: each has register(subparsers) -> None, setting `func` on its parsers.
@@ -40,6 +41,10 @@ def add_model_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--runtime", default="auto", choices=["auto", "torch", "openvino"],
                    help="what runs the networks (default: auto = OpenVINO on a CPU when the openvino extra is "
                         "installed, else PyTorch; PyTorch on a GPU)")
+    p.add_argument("--audio-model", default=None, metavar="original|builtin|none|PATH",
+                   help="the voice model: original (the original checkpoint in the models folder), builtin (the "
+                        "speech model shipped inside the package, docs/MODEL_CARD_AUDIO.md), none, or a checkpoint "
+                        "file (default: original when installed, else builtin when shipped)")
 
 
 def add_analysis_options(p: argparse.ArgumentParser) -> None:
@@ -51,8 +56,12 @@ def add_analysis_options(p: argparse.ArgumentParser) -> None:
                    help="torch.compile the models: faster on a GPU once compiled, but each new batch shape "
                         "compiles first (minutes on a CPU); for long-running scans")
     g = p.add_argument_group("analysis settings")
-    g.add_argument("--fusion", choices=FUSION_STRATEGIES, default="equal",
-                   help="how video and audio are combined (default: equal)")
+    g.add_argument("--fusion", choices=FUSION_STRATEGIES, default=None,
+                   help="how video and audio are combined: equal, video_trust, adaptive (weighted logits), or "
+                        "noisy_or / max (either modality confidently fake flags it) (default: equal; the built-in "
+                        "audio model's file may name another)")
+    g.add_argument("--audio-only", action="store_true",
+                   help="judge the voice alone, even in a video (audio files are always judged this way)")
     g.add_argument("--audio-temperature", type=float, default=None, metavar="T",
                    help="divide audio logits by T before fusion (default: the calibration's, else 2.0)")
     g.add_argument("--video-temperature", type=float, default=None, metavar="T",
@@ -84,7 +93,7 @@ def settings_from_args(args: argparse.Namespace):
         given["max_analysis_s"] = None if budget == 0 else budget
     try:
         return AnalysisSettings(
-            fusion=args.fusion, **given,
+            fusion=args.fusion or "equal", audio_only=getattr(args, "audio_only", False), **given,
             frame_skip=args.frame_skip, max_samples=args.max_samples, face_margin=args.face_margin,
         )
     except SettingsError as e:  # name the option the value came from
@@ -98,8 +107,9 @@ def calibrated_settings(args: argparse.Namespace, settings, detector):
     """`settings` with the models folder's calibration.json applied to the values not given on the command
     line (unless --no-calibration); the report names it in its settings and a note. A calibration fitted
     for other model files is ignored, with a note."""
-    if getattr(args, "no_calibration", False):
-        return settings
+    explicit_model = {name for name in ("audio_temperature", "fusion") if getattr(args, name, None) is not None}
+    if getattr(args, "no_calibration", False) or detector.video is None:
+        return detector.default_settings(explicit_model, settings)
     from .calibration import CALIBRATED_FIELDS, apply_calibration, find_calibration
 
     calibration, path, note = find_calibration(detector.models_dir, detector.video.sha256,
@@ -109,19 +119,26 @@ def calibrated_settings(args: argparse.Namespace, settings, detector):
         settings, note = apply_calibration(settings, calibration, explicit, str(path))
     if note and note not in detector.load_notes:
         detector.load_notes.append(note)
-    return settings
+    return detector.default_settings(explicit_model, settings)
 
 
-def load_detector(args: argparse.Namespace):
-    from .model_files import find_model_files
+def load_detector(args: argparse.Namespace, voice_only: bool = False):
+    """The detector the options name; `voice_only` (audio files or --audio-only): no video model needed."""
+    if not voice_only:
+        from .model_files import find_model_files
 
-    # Missing files are reported before the pipeline imports PyTorch (seconds)
-    find_model_files(args.models_dir, getattr(args, "video_model", None))
+        # Missing files are reported before the pipeline imports PyTorch (seconds)
+        find_model_files(args.models_dir, getattr(args, "video_model", None))
     from .pipeline import Detector
 
     return Detector.load(args.models_dir, device=args.device, precision=args.precision,
-                         video_model=getattr(args, "video_model", None), compile=getattr(args, "compile", False),
-                         runtime=getattr(args, "runtime", "auto"))
+                         video_model=getattr(args, "video_model", None),
+                         audio_model=getattr(args, "audio_model", None), compile=getattr(args, "compile", False),
+                         runtime=getattr(args, "runtime", "auto"), video_optional=voice_only)
+
+
+def is_audio_file(path: Path) -> bool:
+    return path.suffix.lower() in AUDIO_EXTENSIONS
 
 
 def progress_bar(enabled: bool) -> tuple[Callable[[float, str], None], Callable[[], None]]:
@@ -151,7 +168,7 @@ def cmd_analyze(args: argparse.Namespace) -> int:
 
         check_top_k(args.explain_faces)
     check_exists(args.video)  # a missing file, a dangling link or a link loop, before the models load
-    detector = load_detector(args)
+    detector = load_detector(args, voice_only=settings.audio_only or is_audio_file(Path(args.video)))
     settings = calibrated_settings(args, settings, detector)
     update, close = progress_bar(not args.quiet and sys.stderr.isatty())
     try:
@@ -172,14 +189,14 @@ SCAN_FIELDS = ["file", "path", "verdict", "reason", "confidence", "fused_real_pr
 
 
 def iter_videos(paths: list[str]):
-    """Files given directly, and video files found by walking folders (sorted)."""
+    """Files given directly, and video and audio files found by walking folders (sorted)."""
     for name in paths:
         p = Path(name)
         if p.is_dir():
             for root, dirs, files in os.walk(p):
                 dirs.sort()
                 for f in sorted(files):
-                    if Path(f).suffix.lower() in VIDEO_EXTENSIONS:
+                    if Path(f).suffix.lower() in VIDEO_EXTENSIONS | AUDIO_EXTENSIONS:
                         yield Path(root) / f
         else:
             yield p
@@ -244,7 +261,7 @@ def cmd_scan(args: argparse.Namespace) -> int:
     videos = list(iter_videos(args.paths))
     if not videos:
         raise InputError(f"no video files found in {', '.join(args.paths)}")
-    detector = load_detector(args)
+    detector = load_detector(args, voice_only=settings.audio_only or all(is_audio_file(v) for v in videos))
     settings = calibrated_settings(args, settings, detector)
     errors = 0
     with open(out, "w", newline="", encoding="utf-8") as f:
@@ -281,9 +298,10 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
 
-    p = sub.add_parser("analyze", help="analyse one video and print its report")
-    p.add_argument("video", help="video file (mp4, mov, mkv, webm, avi, ...); a name starting with '-' goes "
-                                 "after --: analyze [OPTIONS] -- -clip.mp4")
+    p = sub.add_parser("analyze", help="analyse one video (or audio file) and print its report")
+    p.add_argument("video", help="video file (mp4, mov, mkv, webm, avi, ...) or audio file (wav, flac, mp3, m4a, "
+                                 "ogg, opus: judged by the voice alone); a name starting with '-' goes after --: "
+                                 "analyze [OPTIONS] -- -clip.mp4")
     p.add_argument("--json", action="store_true", help="print the full report as JSON")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
     p.add_argument("--explain", action="store_true",
@@ -294,9 +312,9 @@ def build_parser() -> argparse.ArgumentParser:
     add_analysis_options(p)
     p.set_defaults(func=cmd_analyze)
 
-    p = sub.add_parser("scan", help="analyse many videos (folders are walked) into a CSV or JSONL file")
+    p = sub.add_parser("scan", help="analyse many videos and audio files (folders are walked) into a CSV or JSONL file")
     p.add_argument("paths", nargs="+", metavar="PATH",
-                   help="video files or folders (names starting with '-' after --: scan --out r.csv -- -a.mp4)")
+                   help="video or audio files, or folders (names starting with '-' after --: scan --out r.csv -- -a.mp4)")
     p.add_argument("--out", required=True, metavar="FILE", help="results.csv or results.jsonl")
     p.add_argument("--quiet", "-q", action="store_true", help="no per-file lines on stderr")
     add_analysis_options(p)

@@ -34,6 +34,7 @@ def fusion_weights(
     video_trust: the original rule: 0.9/0.1 when the video's confidence > 0.6, else 0.85/0.15 when the
                  video says FAKE, else 0.7/0.3.
     adaptive:    alpha = softmax(tau * [r_video, r_audio]), each weight at least `min_weight`.
+    noisy_or / max: see `either_fake`; here each modality's share of the fake evidence.
     """
     check_choice("fusion", strategy, FUSION_STRATEGIES)
     n = len(video_probs)
@@ -43,11 +44,34 @@ def fusion_weights(
         confident = reliability(video_probs) > 0.6
         says_fake = video_probs[:, 0] > video_probs[:, 1]
         w_v = np.where(confident, 0.9, np.where(says_fake, 0.85, 0.7))
+    elif strategy in EITHER_STRATEGIES:
+        # share of the evidence for FAKE: -log P(real) of each modality (max: all to the larger P(fake))
+        if strategy == "max":
+            w_v = (video_probs[:, 0] >= audio_probs[:, 0]).astype(np.float64)
+        else:
+            e_v, e_a = -np.log(np.clip(video_probs[:, 1], 1e-12, 1)), -np.log(np.clip(audio_probs[:, 1], 1e-12, 1))
+            w_v = np.where(e_v + e_a > 0, e_v / np.maximum(e_v + e_a, 1e-12), 0.5)
     else:
         r = np.stack([reliability(video_probs), reliability(audio_probs)], axis=-1)
         w_v = softmax(tau * r)[:, 0]
         w_v = np.clip(w_v, min_weight, 1.0 - min_weight)
     return w_v, 1.0 - w_v
+
+
+EITHER_STRATEGIES = ("noisy_or", "max")  # fuse probabilities: either modality confidently fake flags the row
+
+
+def either_fake(strategy: str, p_fake_video: np.ndarray, p_fake_audio: np.ndarray) -> np.ndarray:
+    """Fused P(fake) when either modality may reveal the fake (a generated face over a real voice, or a cloned
+    voice over a real face): noisy_or 1 - (1 - p_v)(1 - p_a), max max(p_v, p_a). Inputs are each modality's
+    calibrated P(fake); a 0.95 fake face with a 0.05 fake voice gives 0.9525 (noisy_or) or 0.95 (max)."""
+    p_v = np.asarray(p_fake_video, dtype=np.float64)
+    p_a = np.asarray(p_fake_audio, dtype=np.float64)
+    if strategy == "noisy_or":
+        return 1.0 - (1.0 - p_v) * (1.0 - p_a)
+    if strategy == "max":
+        return np.maximum(p_v, p_a)
+    raise ValueError(f"not an either-modality strategy: {strategy!r} (choose from {EITHER_STRATEGIES})")
 
 
 @dataclass
@@ -72,7 +96,8 @@ def fuse(
     tau: float = 0.5,
     min_weight: float = 0.2,
 ) -> Fusion:
-    """Fused logits Z = w_v * Z_v + w_a * Z_a, row by row; probabilities softmax(Z).
+    """Fused logits Z = w_v * Z_v + w_a * Z_a, row by row; probabilities softmax(Z). For noisy_or and max
+    the fused P(fake) is `either_fake` of the two tempered probabilities instead.
 
     `audio_logits[i]` must be the audio window that belongs with face `i` (matched by time). Without
     audio (None) the video probabilities stand alone with weights 1 / 0.
@@ -87,6 +112,9 @@ def fuse(
         raise ValueError(f"video and audio logits differ in shape: {z_v.shape} vs {z_a.shape}")
     p_a = softmax(z_a)
     w_v, w_a = fusion_weights(strategy, p_v, p_a, tau, min_weight)
+    if strategy in EITHER_STRATEGIES:
+        p_fake = either_fake(strategy, p_v[:, 0], p_a[:, 0])
+        return Fusion(p_v, p_a, np.stack([p_fake, 1.0 - p_fake], axis=-1), w_v, w_a)
     z = w_v[:, None] * z_v + w_a[:, None] * z_a
     return Fusion(p_v, p_a, softmax(z), w_v, w_a)
 

@@ -16,10 +16,10 @@ from .errors import CheckpointError
 # them locally, from code, with pretrained=False. Nothing else is ever built: a hub name ("hf-hub:org/name",
 # "timm/name") would make timm fetch a config from the network, and an unknown name runs unknown code paths.
 # To ship a model on another timm architecture, add its name here (and to HEADS for a new head).
-KNOWN_ARCHITECTURES = ("legacy_xception", "xception", "tf_efficientnet_lite0")
+KNOWN_ARCHITECTURES = ("legacy_xception", "xception", "tf_efficientnet_lite0", "speech_cnn")
 # "linear": timm's own classifier; "mlp-512-256": the original audio head; "pooled-(residual-)linear": the built-in
 # video model (PooledFeatureClassifier)
-HEADS = ("linear", "mlp-512-256", "pooled-linear", "pooled-residual-linear")
+HEADS = ("linear", "mlp-512-256", "pooled-linear", "pooled-residual-linear", "speech-cnn")
 
 CLASS_NAMES = ("fake", "real")  # output index 0 = FAKE, 1 = REAL
 FAKE, REAL = 0, 1
@@ -133,12 +133,55 @@ def check_architecture(architecture, head="linear", source: str = "the model fil
     if head not in HEADS:
         raise CheckpointError(f"{source} names the head {head!r}; known heads: {', '.join(HEADS)}")
 
+SPEECH_CNN = "speech_cnn"  # the built-in audio model's architecture (SpeechCNN), head "speech-cnn"
+
+
+class SpeechCNN(nn.Module):
+    """A small CNN over a log filterbank window (the built-in audio model, 47,570 parameters).
+
+    Input (N, 1, bands, frames) float32 from `speech.features`; four conv-BN-ReLU blocks (16, 32, 48, 64
+    channels; the first with stride 2, the first three followed by 2x2 max pooling), then the mean and the max
+    over time of each channel and frequency row, dropout and a linear layer to 2 logits (index 0 = FAKE).
+    Frequency position is kept (vocoder artefacts live in particular bands); time is pooled (any window length).
+    """
+
+    CHANNELS = (16, 32, 48, 64)
+
+    def __init__(self, bands: int = 64, num_classes: int = 2, dropout: float = 0.3):
+        super().__init__()
+        layers: list[nn.Module] = []
+        c_in = 1
+        for i, c_out in enumerate(self.CHANNELS):
+            conv = nn.Conv2d(c_in, c_out, 3, stride=2 if i == 0 else 1, padding=1, bias=False)
+            layers += [conv, nn.BatchNorm2d(c_out), nn.ReLU()]
+            if i < len(self.CHANNELS) - 1:
+                layers.append(nn.MaxPool2d(2))
+            c_in = c_out
+        self.features = nn.Sequential(*layers)
+        rows = -(-bands // 2) // 2 ** (len(self.CHANNELS) - 1)  # after the stride-2 stem and the pools
+        self.dropout = nn.Dropout(dropout)
+        self.head = nn.Linear(2 * c_in * rows, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.features(x)  # (N, C, rows, T')
+        h = torch.cat([h.mean(dim=3), h.amax(dim=3)], dim=1).flatten(1)
+        return self.head(self.dropout(h))
+
+
+def speech_spec(bands: int = 64) -> ModelSpec:
+    """The built-in audio model's spec: `input_size` is the number of filterbank bands."""
+    return ModelSpec(SPEECH_CNN, "audio", "speech-cnn", bands, (0.0, 0.0, 0.0), (1.0, 1.0, 1.0))
+
 
 def build_model(spec: ModelSpec) -> nn.Module:
     """A randomly initialised network in `spec`'s layout (weights come from a checkpoint). Only the
     architectures in KNOWN_ARCHITECTURES are built (CheckpointError otherwise): nothing reaches the network."""
     check_architecture(spec.architecture, spec.head, "the model spec")
     num_classes = len(spec.class_names)
+    if spec.head == "speech-cnn":
+        if spec.architecture != SPEECH_CNN:
+            raise ValueError(f"head speech-cnn needs architecture {SPEECH_CNN!r}; got {spec.architecture!r}")
+        return SpeechCNN(spec.input_size, num_classes)
     if spec.head == "mlp-512-256":
         return AudioXception(spec.architecture, num_classes)
     if spec.head in ("pooled-linear", "pooled-residual-linear"):
@@ -146,6 +189,18 @@ def build_model(spec: ModelSpec) -> nn.Module:
     if spec.head == "linear":
         return timm.create_model(spec.architecture, pretrained=False, num_classes=num_classes)
     raise ValueError(f"unknown model head {spec.head!r}")
+
+
+def blank_input(spec: ModelSpec, window_s: float = 2.0) -> torch.Tensor:
+    """One all-zero model input for `spec` (warm-up): (3, S, S) images, or (1, bands, frames) for SpeechCNN."""
+    if spec.head == "speech-cnn":
+        return torch.zeros(1, spec.input_size, int(window_s * 100) + 1)  # 10 ms frames, centred
+    return torch.zeros(3, spec.input_size, spec.input_size)
+
+
+def is_speech_model(spec: ModelSpec) -> bool:
+    """True for the built-in audio architecture, which reads `speech.features`, not the original mel images."""
+    return spec.head == "speech-cnn"
 
 
 def build_video_model() -> nn.Module:

@@ -18,21 +18,24 @@ import numpy as np
 import torch
 
 from . import __version__
-from .audio import SAMPLE_RATE, WINDOW_S, AudioStats, audio_chunks, log_mel, mel_batches
+from .audio import SAMPLE_RATE, WINDOW_S, AudioStats, audio_chunks, log_mel, mel_batches, read_audio
 from .checkpoints import LoadedModel, load_model
 from .errors import CheckpointError, MediaTooLarge, ModelFilesMissing, NoVideoStream, UnreadableMedia, WeightsError
 from .faces import (DNN_INPUT, DnnFaceDetector, FaceBox, HaarFaceDetector, HybridFaceDetector, assign_tracks,
                     crop_face)
 from .fusion import AGGREGATIONS, fuse, softmax, video_p_fake
 from .limits import Deadline
-from .model_files import choose_video_model, find_model_files  # noqa: F401 (choose_video_model: API)
-from .models import face_tensor
+from .model_files import choose_video_model
+from .models import blank_input, face_tensor, is_speech_model
 from .report import (FAKE, NOT_APPLICABLE, REAL, UNCERTAIN, AudioWindow, ModalityResult, Report, Thumbnail,
                      TimelineRow, Track)
 from .runtime import make_runner, pick_device, pick_precision, pick_runtime
 from .settings import RUNTIMES, AnalysisSettings, check_choice
+from .speech import has_speech, speech_windows
 from .video import DecodeStats, MediaInfo, probe, read_frames, sample_indices
-from .weights import AUDIO_FILES, BUILTIN_VIDEO_FILE, FACE_CAFFEMODELS, FACE_PROTOTXT, MODEL_CARD, first_existing
+from .weights import (AUDIO_FILES, AUDIO_MODEL_CARD, BUILTIN_AUDIO_FILE, BUILTIN_VIDEO_FILE, FACE_CAFFEMODELS,
+                      FACE_PROTOTXT, MODEL_CARD, VIDEO_FILES, builtin_audio_file, builtin_audio_missing_message,
+                      first_existing, models_dir_candidates, resolve_models_dir)
 
 Progress = Callable[[float, str], None]
 THUMBNAIL_SIDE = 320  # pixels, longest side of a kept thumbnail
@@ -109,8 +112,7 @@ class Detector:
         batch_size = batch_size or (self.min_batch if self.device.type == "cuda" else WARMUP_BATCH)
         for loaded in (self.video, self.audio):
             if loaded is not None:
-                size = loaded.spec.input_size
-                self._forward(loaded, [torch.zeros(3, size, size)] * batch_size)
+                self._forward(loaded, [blank_input(loaded.spec)] * batch_size)
         with self._face_lock:
             self.faces.detect(np.zeros((DNN_INPUT, DNN_INPUT, 3), np.uint8))
         if self.audio is not None:
@@ -120,13 +122,15 @@ class Detector:
     def load(cls, models_dir: str | os.PathLike | None = None, device: str = "auto", precision: str = "auto",
              video_model: str | os.PathLike | None = None, audio_model: str | os.PathLike | None = None,
              require_audio: bool = False, compile: bool = False, warmup: bool = True,
-             runtime: str = "auto") -> "Detector":
+             runtime: str = "auto", video_optional: bool = False) -> "Detector":
         """Load the models from the models directory (see `weights.resolve_models_dir`).
 
         `video_model`: "original" (the original checkpoint in the models directory), "builtin" (the model
         shipped inside the package), a file path, or None: the original when it is installed, else the
-        built-in one. The video model is required; without the audio model the detector judges video only and its
-        reports say so (unless `require_audio`). Without the res10 files faces are found by Haar alone.
+        built-in one. `audio_model`: the same choices (and "none"), see `choose_audio_model`. The video model is
+        required unless `video_optional` (a detector for audio files only); without the audio model the detector
+        judges video only and its reports say so (unless `require_audio`). Without the res10 files faces are
+        found by Haar alone.
         `precision`: auto (bf16 where the hardware runs it natively: a CUDA GPU with bf16, a CPU with
         AVX512-BF16 or AMX), fp32 or bf16. `compile`: torch.compile the networks (pays on CUDA; each new batch
         shape compiles first). `warmup`: run each network once now rather than in the first analysis.
@@ -135,12 +139,25 @@ class Detector:
         Raises ModelFilesMissing, CheckpointError or SettingsError.
         """
         check_choice("runtime", runtime, RUNTIMES)  # before the seconds of loading
-        files = find_model_files(models_dir, video_model, audio_model, require_audio)
-        directory, video_path, video_choice, audio_path = files.directory, files.video, files.video_choice, files.audio
+        directory = resolve_models_dir(models_dir)
+        searched = [str(p) for p in models_dir_candidates(models_dir)]
         notes = []
-        video = load_model(video_path, "video")
-        video.metadata.setdefault("choice", video_choice)
-        if video_choice == "builtin":
+        video_path, video_choice = choose_video_model(video_model, directory)
+        audio_path, audio_choice = choose_audio_model(audio_model, directory)
+        missing = []
+        no_video = video_path is None or not video_path.is_file()
+        if no_video and not (video_optional and video_choice != "path"):
+            missing.append(str(video_path) if video_choice == "path" else VIDEO_FILES[-1])
+        if (require_audio or audio_choice == "path") and (audio_path is None or not audio_path.is_file()):
+            missing.append(str(audio_path) if audio_choice == "path" else AUDIO_FILES[-1])
+        if missing:
+            raise ModelFilesMissing(missing, str(directory), searched)
+        video = None if no_video else load_model(video_path, "video")
+        if video is None:
+            notes.append(f"faces not judged: the video model ({VIDEO_FILES[-1]}) is not in {directory}")
+        else:
+            video.metadata.setdefault("choice", video_choice)
+        if video_choice == "builtin" and video is not None:
             status = video.metadata.get("status", "")
             notes.append(f"video judged by the built-in model ({video.metadata.get('name', BUILTIN_VIDEO_FILE)})"
                          f"{', EXPERIMENTAL' if status == 'experimental' else ''}: "
@@ -149,17 +166,39 @@ class Detector:
         audio = None
         if audio_path is not None:
             audio = load_model(audio_path, "audio")
-        else:
+            audio.metadata.setdefault("choice", audio_choice)
+            if audio_choice == "builtin":
+                notes.append(f"audio judged by the built-in model ({audio.metadata.get('name', BUILTIN_AUDIO_FILE)}): "
+                             f"a small speech CNN trained by this project on demo-page speech; what it catches and "
+                             f"misses is measured in {AUDIO_MODEL_CARD}")
+        elif audio_choice != "none":
             notes.append(f"audio not judged: the audio model ({AUDIO_FILES[-1]}) is not in {directory}")
+        if video is None and audio is None:  # nothing could be judged
+            raise ModelFilesMissing([VIDEO_FILES[-1]], str(directory), searched)
         faces, face_files = _load_face_detector(directory, notes)
         dev = pick_device("cpu" if runtime == "openvino" and device == "auto" else device)
         return cls(video, audio, faces, dev, pick_precision(precision, dev), directory, notes, face_files,
                    compile=compile, warmup=warmup, runtime=runtime)
 
+    def default_settings(self, explicit: set[str] | frozenset = frozenset(),
+                         settings: AnalysisSettings | None = None) -> AnalysisSettings:
+        """`settings` (default AnalysisSettings()) with the values the loaded built-in models carry, for the
+        fields not in `explicit`: the audio temperature fitted for the built-in audio model, and the fusion
+        chosen for the built-in models (their metadata: "temperature", "default_fusion")."""
+        settings = settings or AnalysisSettings()
+        changes = {}
+        if self.audio is not None and is_speech_model(self.audio.spec):
+            meta = self.audio.metadata
+            if "audio_temperature" not in explicit and settings.calibration is None and "temperature" in meta:
+                changes["audio_temperature"] = float(meta["temperature"])
+            if "fusion" not in explicit and meta.get("default_fusion"):
+                changes["fusion"] = meta["default_fusion"]
+        return settings.replace(**changes) if changes else settings
+
     # ----------------------------------------------------------------------------------------------
     def describe_models(self) -> dict:
         return {
-            "video": self.video.describe(),
+            "video": self.video.describe() if self.video is not None else None,
             "audio": self.audio.describe() if self.audio is not None else None,
             "face_detector": {
                 "methods": self.faces.methods,
@@ -186,7 +225,7 @@ class Detector:
                 progress: Progress | None = None) -> Report:
         """Analyse one video file. Raises InputError subclasses for files that cannot be read;
         returns a NOT_APPLICABLE report for readable files that cannot be judged."""
-        settings = settings or AnalysisSettings()
+        settings = settings or self.default_settings()
         notify = progress or (lambda fraction, message: None)
         run = _Run(self, Path(path), settings, notify)
         return run.execute()
@@ -216,8 +255,11 @@ class _Run:
             with self.timer("probe_decode"):
                 self.info = probe(self.path, self.s)
         except NoVideoStream:
-            self._score_audio()
-            return self._not_applicable("no_video_stream")
+            return self._voice_only("the file has no video track")
+        if self.s.audio_only:
+            return self._voice_only("--audio-only")
+        if self.d.video is None:
+            raise ModelFilesMissing([VIDEO_FILES[-1]], str(self.d.models_dir), [str(self.d.models_dir)])
         if self.info.is_still_image:
             return self._not_applicable("still_image")
         indices = sample_indices(self.info.frame_count, self.s.frame_skip, self.s.max_samples)
@@ -250,6 +292,8 @@ class _Run:
     def _score_audio(self) -> None:
         if self.d.audio is None:
             return
+        if is_speech_model(self.d.audio.spec):
+            return self._score_speech()
         self.notify(0.02, "decoding audio")
         s = self.s
         # Decoded a chunk at a time (never whole), and never past the video's span or the duration limit.
@@ -258,7 +302,9 @@ class _Run:
             limit = min(limit, self.info.duration_s + s.audio_window_s)
         stats = AudioStats()
         chunks = audio_chunks(self.path, SAMPLE_RATE, limit, stats)
-        batches = mel_batches(chunks, self.batch, window_s=s.audio_window_s, overlap=s.audio_overlap)
+        speech: dict = {}
+        batches = mel_batches(chunks, self.batch, window_s=s.audio_window_s, overlap=s.audio_overlap,
+                              keep=has_speech, counts=speech)
         logits, spans = [], []
         try:
             while True:
@@ -286,14 +332,75 @@ class _Run:
             self.notes.append(f"audio judged over the video's span only (its first {stats.seconds:.1f} s)")
         if stats.error:
             self.notes.append(stats.error)
-        if not spans:
+        if not speech.get("looked"):
             self.notes.append(
                 f"audio not judged: the track is {stats.seconds:.2f} s, shorter than one "
                 f"{s.audio_window_s:.1f} s window (80 % needed)")
             return
+        self._note_speech(speech["kept"], speech["looked"])  # windows without speech are not scored
+        if not spans:
+            return
         self.audio_logits = np.concatenate(logits)
         p_fake = softmax(self.audio_logits / s.audio_temperature)[:, 0]
         self.windows = [AudioWindow(i, a, b, float(p)) for i, ((a, b), p) in enumerate(zip(spans, p_fake))]
+
+    def _note_speech(self, kept: int, looked: int) -> None:
+        if looked and not kept:
+            self.notes.append(f"audio not judged: no speech in the audio track ({looked} windows looked at)")
+        elif kept < looked:
+            self.notes.append(f"{looked - kept} of {looked} audio windows hold no speech and were not scored")
+
+    def _score_speech(self) -> None:
+        """The built-in audio model: only the windows that hold speech, each as a log filterbank."""
+        self.notify(0.02, "decoding audio")
+        with self.timer("audio_decode_mel"):
+            samples = read_audio(self.path)
+        if samples is None:
+            self.notes.append("audio not judged: the file has no audio track")
+            return
+        with self.timer("audio_decode_mel"):
+            x, spans, looked = speech_windows(samples, self.d.audio.metadata.get("front_end", "logmel"),
+                                              self.s.audio_window_s, self.s.audio_overlap)
+        if not looked:
+            self.notes.append(f"audio not judged: the track is {len(samples) / SAMPLE_RATE:.2f} s, too short to "
+                              "hold speech")
+            return
+        self._note_speech(len(spans), looked)
+        if not spans:
+            return
+        self.notify(0.05, f"scoring {len(spans)} speech windows")
+        with self.timer("audio_model"):
+            self.audio_logits = self.d._score(self.d.audio, x, self.batch)
+        p_fake = softmax(self.audio_logits / self.s.audio_temperature)[:, 0]
+        self.windows = [AudioWindow(i, a, b, float(p)) for i, ((a, b), p) in enumerate(zip(spans, p_fake))]
+
+    def _voice_only(self, why: str) -> Report:
+        """A report judged by the voice alone (an audio file, or --audio-only): the mean P(fake) of the speech
+        windows against the threshold; NOT_APPLICABLE when there is no audio model or no speech."""
+        self.thumbnails = []
+        self.notes.append(f"judged by the voice alone ({why})")
+        if self.d.audio is None:
+            return self._not_applicable("no_audio_model")
+        if self.info is None:
+            _check_audio_duration(self.path, self.s.max_duration_s)
+        self._score_audio()
+        if self.info is None:
+            self.info_dict = {"path": str(self.path), "audio_only": True}
+        if not self.windows:
+            note = next((n for n in self.notes if n.startswith("audio not judged")), "")
+            return self._not_applicable("no_audio_track" if "no audio track" in note else "no_speech")
+        with self.timer("fusion_report"):
+            p_fake = np.array([w.p_fake for w in self.windows])
+            fused_real = float(1.0 - p_fake.mean())
+            verdict = REAL if fused_real > self.s.threshold else FAKE
+            confidence = fused_real if verdict == REAL else 1.0 - fused_real
+            reason = None
+            if self.s.abstain_below is not None and confidence < self.s.abstain_below:
+                verdict, reason = UNCERTAIN, "abstained"
+            modalities = {"video": ModalityResult(available=False, note="voice-only analysis"),
+                          "audio": _modality(p_fake, np.ones(len(p_fake)))}
+        self.notify(1.0, "done")
+        return self._report(verdict, reason, confidence, fused_real, modalities, [], [])
 
     # -- video ---------------------------------------------------------------------------------------
     def _score_faces(self, faces: Iterator[_FrameFaces], planned: int):
@@ -382,7 +489,7 @@ class _Run:
         return Report(
             verdict=verdict, reason=reason, confidence=confidence, fused_real_prob=fused_real,
             threshold=self.s.threshold, modalities=modalities, timeline=timeline, tracks=tracks,
-            media=self.info.to_dict() if self.info else {"path": str(self.path)},
+            media=self.info.to_dict() if self.info else getattr(self, "info_dict", {"path": str(self.path)}),
             counts={
                 "frames_decoded": self.stats.frames_decoded,
                 "frames_sampled": getattr(self, "sampled", 0),
@@ -395,6 +502,44 @@ class _Run:
             timings=timings, settings=self.s.to_dict(), models=self.d.describe_models(),
             audio_windows=self.windows, notes=self.notes, file=self.path.name, thumbnails=self.thumbnails,
         )
+
+
+def _check_audio_duration(path: Path, limit_s: float) -> None:
+    """Raise MediaTooLarge for an audio file whose header says it lasts longer than `limit_s` (before decoding
+    it); a file without a usable header is left to the decoder."""
+    import av
+
+    try:
+        with av.open(str(path), mode="r", metadata_errors="ignore") as container:
+            duration = container.duration / av.time_base if container.duration else None
+    except av.error.FFmpegError:
+        return
+    if duration is not None and duration > limit_s:
+        raise MediaTooLarge(f"{path.name!r} lasts {duration:.0f} s, over the {limit_s:.0f} s limit "
+                            f"(raise max_duration_s to analyse it)")
+
+
+def choose_audio_model(choice: str | os.PathLike | None, directory: Path) -> tuple[Path | None, str]:
+    """(the audio model file, which: "original", "builtin", "none" or "path") for an --audio-model value.
+
+    None picks the original checkpoint when `directory` holds it (it wins), else the built-in model when this
+    installation ships one, else (None, "original"): no audio model. "builtin" without a shipped model raises
+    WeightsError saying so; "none" judges no audio."""
+    if choice is None or str(choice) == "":
+        original = first_existing(directory, AUDIO_FILES)
+        if original is None and builtin_audio_file() is not None:
+            return builtin_audio_file(), "builtin"
+        return original, "original"
+    if str(choice) == "none":
+        return None, "none"
+    if str(choice) == "original":
+        return first_existing(directory, AUDIO_FILES), "original"
+    if str(choice) == "builtin":
+        path = builtin_audio_file()
+        if path is None:
+            raise WeightsError(builtin_audio_missing_message())
+        return path, "builtin"
+    return Path(choice), "path"
 
 
 # -- frames to faces (the producer side) ---------------------------------------------------------------

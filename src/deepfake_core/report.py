@@ -22,6 +22,10 @@ REASONS = {
     "too_short": "The video has no frames to analyse.",
     "video_unreadable": "The video track could not be decoded (damaged); only the audio was judged.",
     "abstained": "The evidence is too weak either way: confidence is below the abstention threshold.",
+    "no_speech": "The audio holds no speech, so the voice could not be judged (and there is no face to judge).",
+    "no_audio_track": "The file has neither a video track nor an audio track to judge.",
+    "no_audio_model": "The file has no video track, and no audio model is installed to judge its voice "
+                      "(deepfake-detect weights pull, or a build with the built-in audio model).",
 }
 
 

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 from .errors import SettingsError
 
-FUSION_STRATEGIES = ("equal", "video_trust", "adaptive")
+FUSION_STRATEGIES = ("equal", "video_trust", "adaptive", "noisy_or", "max")
 TEMPERATURE_RANGE = (0.05, 50.0)  # a logit divisor outside it turns noise into certainty, or anything into a tie
 # UNCERTAIN below this confidence by default (benchmarks/RESULTS.md, "Abstention band", says how it was measured)
 DEFAULT_ABSTAIN_BELOW = 0.55
@@ -32,7 +32,8 @@ def check_choice(name: str, value: str, choices: tuple[str, ...]) -> str:
 @dataclass(frozen=True)
 class AnalysisSettings:
     # How video and audio evidence are combined: equal (0.5/0.5, the original app's default),
-    # video_trust (the original rule: 0.9/0.1, 0.85/0.15 or 0.7/0.3) or adaptive (confidence-weighted).
+    # video_trust (the original rule: 0.9/0.1, 0.85/0.15 or 0.7/0.3), adaptive (confidence-weighted), or
+    # either modality confidently fake flags the moment: noisy_or (1 - (1 - p_v)(1 - p_a)) or max (max(p_v, p_a)).
     fusion: str = "equal"
     # Audio logits are divided by this before softmax and fusion (>1 softens an overconfident model).
     audio_temperature: float = 2.0
@@ -73,6 +74,8 @@ class AnalysisSettings:
     thumbnails: int = 8
     # The calibration file whose fitted values these settings carry (set by the commands; None: none used).
     calibration: str | None = None
+    # Judge the voice alone, even in a file with a video track (audio files are always judged this way).
+    audio_only: bool = False
 
     def __post_init__(self) -> None:
         check_choice("fusion", self.fusion, FUSION_STRATEGIES)

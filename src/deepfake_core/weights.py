@@ -470,3 +470,21 @@ def builtin_missing_message() -> str:
             f"trained by the project has been shipped yet ({MODEL_CARD} says why and how to train one). "
             "Use --video-model original with the original checkpoint (deepfake-detect weights pull), "
             "or --video-model PATH.")
+
+
+# -- the built-in audio model (shipped inside the package when it passed its rule) -------------------------
+BUILTIN_AUDIO_FILE = "audio_speechcnn.safetensors"
+AUDIO_MODEL_CHOICES = ("original", "builtin", "none")  # --audio-model also takes a path
+AUDIO_MODEL_CARD = "docs/MODEL_CARD_AUDIO.md"
+
+
+def builtin_audio_file() -> Path | None:
+    """The built-in audio model inside the installed package, or None when this build has none."""
+    path = BUILTIN_DIR / BUILTIN_AUDIO_FILE
+    return path if path.is_file() else None
+
+
+def builtin_audio_missing_message() -> str:
+    return (f"the built-in audio model ({BUILTIN_AUDIO_FILE}) is not part of this installation "
+            f"({AUDIO_MODEL_CARD} says why and how to train one). Use --audio-model original with the original "
+            "checkpoint (deepfake-detect weights pull), or --audio-model PATH.")

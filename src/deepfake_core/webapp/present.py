@@ -23,6 +23,7 @@ REMEDIES = {
     "no_face": "Faces must be at least 80 px tall and seen from the front. Try a smaller frame skip, "
                "more samples, or a higher-resolution copy of the video.",
     "no_video_stream": "Upload the video itself, not its sound track.",
+    "no_speech": "Upload a recording in which someone speaks; silence, steady tones and noise are not judged.",
     "still_image": "Upload a video clip; single pictures are not judged.",
     "too_short": "The file holds no decodable frames: it may be damaged. Try re-exporting it as MP4.",
     "abstained": "Lower the abstention threshold to force a REAL/FAKE call, or check the timeline and "
@@ -74,7 +75,10 @@ def verdict_sentence(report: Report) -> str:
     """One or two sentences a non-specialist can read."""
     if report.verdict in (REAL, FAKE):
         audio = report.modalities.get("audio")
+        video = report.modalities.get("video")
         judged = "the face and the voice" if audio is not None and audio.available else "the face (the voice was not judged)"
+        if video is not None and not video.available:
+            judged = "the voice alone"
         word = "real" if report.verdict == REAL else "manipulated (fake)"
         return (f"Judging {judged}, the detector finds this video {word}, with {pct(report.confidence)} "
                 f"confidence. The mean combined probability of REAL is {report.fused_real_prob:.2f}; "

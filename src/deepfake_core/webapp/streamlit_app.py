@@ -28,18 +28,22 @@ from deepfake_core.calibration import find_calibration
 from deepfake_core.settings import DEFAULT_ABSTAIN_BELOW, FUSION_STRATEGIES
 from deepfake_core.webapp import present
 
-UPLOAD_TYPES = ["mp4", "avi", "mov", "mkv", "webm"]
+AUDIO_UPLOAD_TYPES = ["wav", "flac", "mp3", "m4a", "ogg", "opus"]  # judged by the voice alone
+UPLOAD_TYPES = ["mp4", "avi", "mov", "mkv", "webm", *AUDIO_UPLOAD_TYPES]
 MB = 1024 * 1024  # bytes
 COPY_CHUNK = 8 * MB  # bytes copied per write when saving an upload
 log = logging.getLogger("deepfake_core.webapp")
 
 FUSION_LABELS = {"equal": "equal (0.5 / 0.5)", "video_trust": "video trust (original rule)",
-                 "adaptive": "adaptive (confidence-weighted)"}
+                 "adaptive": "adaptive (confidence-weighted)", "noisy_or": "either fake (noisy-OR)",
+                 "max": "either fake (max)"}
 NO_TRUTH = "not given"
 HELP = {
     "fusion": "How the face and voice scores are combined. **equal**: half each (the original app's default). "
               "**video trust**: mostly the face (0.9 / 0.85 / 0.7 depending on how sure it is). "
-              "**adaptive**: the more confident model gets more weight (each at least 0.2).",
+              "**adaptive**: the more confident model gets more weight (each at least 0.2). "
+              "**either fake**: a confidently fake face *or* voice is enough (a generated face over a real voice): "
+              "noisy-OR 1 - (1 - p_face)(1 - p_voice), or the larger of the two.",
     "audio_temperature": "The voice model is over-confident; its scores are softened by dividing by this "
                          "before they are combined. 1 = unchanged, higher = softer.",
     "threshold": "The video is called REAL when the mean combined probability of REAL is above this. "
@@ -68,7 +72,8 @@ def load_detector(models_dir: str, device: str, precision: str, video_model: str
                   runtime: str = "auto") -> Detector:
     """One Detector per (models folder, device, precision, video model, runtime), shared by every session. A
     failed load is not cached, so fixing the files and reloading the page retries."""
-    return Detector.load(models_dir, device=device, precision=precision, video_model=video_model, runtime=runtime)
+    return Detector.load(models_dir, device=device, precision=precision, video_model=video_model, runtime=runtime,
+                         video_optional=True)  # audio uploads need no face model
 
 
 def video_model_choices(models_dir: str) -> list[str]:
@@ -96,9 +101,13 @@ def calibration_defaults(detector: Detector) -> tuple[dict, str | None]:
     the models folder's calibration.json, as `deepfake-detect analyze` applies it. ({}, note) when there is
     none or it belongs to other model files."""
     audio_sha = detector.audio.sha256 if detector.audio is not None else None
+    built_in = {k: v for k, v in detector.default_settings().to_dict().items()
+                if k in ("fusion", "audio_temperature") and v != getattr(AnalysisSettings(), k)}
+    if detector.video is None:
+        return built_in, None
     calibration, path, note = find_calibration(detector.models_dir, detector.video.sha256, audio_sha)
     if calibration is None:
-        return {}, note
+        return built_in, note
     values = dict(calibration.values(), calibration=str(path))
     if calibration.fusion and calibration.threshold is not None:
         values["fusion"] = calibration.fusion  # its threshold was fitted for this fusion
@@ -275,6 +284,8 @@ def analyse_upload(detector: Detector, uploaded, settings_kwargs: dict, cap_mb: 
             explain_report(detector, path, report)
         return {"file_id": uploaded.file_id, "report": report, "settings": settings_kwargs,
                 "json": report.to_json(), "csv": report.timeline_csv()}
+    except ModelFilesMissing as e:
+        missing_models_panel(e)
     except UnreadableMedia as e:
         st.error(f"**This file cannot be read as a video.** {_upload_words(e, path, uploaded.name)}\n\n"
                  f"It may not be a video, be empty, or have lost its index in an interrupted download or copy. "
@@ -438,7 +449,8 @@ def notes(report) -> None:
 def main() -> None:
     st.set_page_config(page_title="Deepfake Detector", page_icon=":material/policy:", layout="centered")
     st.title("Deepfake Detector", anchor=False)
-    st.caption("Upload a video of a person talking. The detector scores the face and the voice, "
+    st.caption("Upload a video of a person talking (or a voice recording: it is judged by the voice alone). "
+               "The detector scores the face and the voice, "
                "says when and where the evidence is, and what it could not judge. "
                "Settings are in the sidebar (» on a phone).")
     st.sidebar.header("Settings", anchor=False)
@@ -458,7 +470,10 @@ def main() -> None:
         return
     video, action = st.columns([3, 2], vertical_alignment="center")
     with video:
-        st.video(uploaded, format=uploaded.type or "video/mp4")
+        if Path(uploaded.name).suffix.lower()[1:] in AUDIO_UPLOAD_TYPES:
+            st.audio(uploaded, format=uploaded.type or "audio/wav")
+        else:
+            st.video(uploaded, format=uploaded.type or "video/mp4")
         hint = st.empty()
     with action:
         st.markdown(f"**{uploaded.name}**  \n{uploaded.size / MB:.1f} MB")
