@@ -30,7 +30,8 @@ def test_analyze_summary(capsys, original_models, face_video):
 
 
 def test_missing_models_exit_3_with_the_remedy(capsys, tmp_path, face_video):
-    code = main(["analyze", str(face_video), "--models-dir", str(tmp_path)])
+    # the original checkpoint asked for (without a choice, the built-in model shipped in the package judges)
+    code = main(["analyze", str(face_video), "--models-dir", str(tmp_path), "--video-model", "original"])
     _, err = capsys.readouterr()
     assert code == 3
     assert "epoch_007.pt" in err and str(tmp_path) in err and "deepfake-detect weights pull" in err

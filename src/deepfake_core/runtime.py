@@ -154,8 +154,9 @@ class TorchRunner:
 
 
 def make_runner(runtime: str, loaded, device: torch.device, precision: str, compile: bool = False):
-    """The runner of a loaded network (`checkpoints.LoadedModel`) for a runtime from `pick_runtime`."""
-    if runtime == "openvino":
+    """The runner of a loaded network (`checkpoints.LoadedModel`) for a runtime from `pick_runtime`. The speech
+    CNN (variable-length windows, a few milliseconds each) always runs in PyTorch."""
+    if runtime == "openvino" and loaded.spec.head != "speech-cnn":
         from .ov_runtime import OpenVinoRunner
 
         return OpenVinoRunner.for_model(loaded, precision)
