@@ -297,7 +297,10 @@ class Analyser:
 
         from .cli import scan_record
 
-        attempt = ray.get(self.ledger.start.remote(key, os.getpid()))
+        try:
+            attempt = ray.get(self.ledger.start.remote(key, os.getpid()))
+        except ray.exceptions.RayError:  # the ledger's node is gone: analyse, uncounted, rather than fail the scan
+            attempt = 1
         report = error = None
         if attempt > self.max_attempts:
             error = WorkerDied(f"the worker analysing it died {attempt - 1} times (a file that crashes the "
@@ -360,7 +363,9 @@ def _scan(paths: list[str], out: Path, settings, options: dict, *, address: str 
     try:
         context = ray.data.DataContext.get_current()
         context.enable_progress_bars = False
-        ledger = ray.remote(num_cpus=0)(Ledger).options(name=LEDGER_PREFIX + uuid.uuid4().hex).remote()
+        # restarted (empty) if its process is killed, e.g. by Ray's memory monitor
+        ledger = ray.remote(num_cpus=0, max_restarts=-1, max_task_retries=-1)(Ledger).options(
+            name=LEDGER_PREFIX + uuid.uuid4().hex).remote()
         items = [{"path": key, "source": source} for key, source in todo]
         dataset = ray.data.from_items(items, override_num_blocks=len(items)).map_batches(
             Analyser, batch_size=1, batch_format="numpy", compute=ray.data.ActorPoolStrategy(size=workers),
@@ -386,7 +391,8 @@ def _scan(paths: list[str], out: Path, settings, options: dict, *, address: str 
             if cause is not None:
                 raise cause from None
             raise
-        retried = sum(n > 1 for n in ray.get(ledger.counts.remote()).values())
+        with contextlib.suppress(ray.exceptions.RayError):
+            retried = sum(n > 1 for n in ray.get(ledger.counts.remote()).values())
     finally:
         writer.close()
         if ledger is not None:
