@@ -81,11 +81,12 @@ class Detector:
         # How the video model's file says its face scores become one video score, and the confidence under
         # which its verdicts are UNCERTAIN unless the settings say otherwise (measured by its training; the
         # original checkpoint names neither: the mean probability, no band).
-        self.video_aggregation = str(video.metadata.get("aggregation", "mean_prob"))
+        meta = video.metadata if video is not None else {}
+        self.video_aggregation = str(meta.get("aggregation", "mean_prob"))
         if self.video_aggregation not in AGGREGATIONS:
             raise CheckpointError(f"{video.path.name} names an unknown face aggregation {self.video_aggregation!r} "
                                   f"(known: {', '.join(AGGREGATIONS)}); it was made by a newer version: upgrade")
-        band = video.metadata.get("abstain_below")
+        band = meta.get("abstain_below")
         self.video_abstain_below = float(band) if band not in (None, "") else None
         # Decode and find faces in a background thread while the networks run (see _Run.execute).
         self.overlap = True
