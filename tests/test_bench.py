@@ -17,7 +17,7 @@ def test_benchmark_smoke(tmp_path, original_models):
     out = subprocess.run(
         [sys.executable, str(BENCH), str(clip), "--repeat", "1", "--models-dir", str(original_models),
          "--device", "cpu", "--throughput", "1,2", "--runtimes", "torch,openvino", "--json"],
-        capture_output=True, text=True, timeout=600, env=env, cwd=tmp_path,
+        capture_output=True, text=True, timeout=1800, env=env, cwd=tmp_path,  # a safeguard; two runtimes now
     )
     assert out.returncode == 0, out.stderr[-3000:]
     lines = [line for line in out.stdout.splitlines() if line.startswith("{")]
