@@ -166,6 +166,9 @@ def test_upload_over_the_cap_is_refused(page, upload_tmp):
 
 
 def test_missing_models_show_the_pull_command(tmp_path, monkeypatch, face_video):
+    from deepfake_core import weights
+
+    monkeypatch.setattr(weights, "BUILTIN_DIR", tmp_path / "no-builtin")  # an installation without a built-in model
     monkeypatch.setenv("DEEPFAKE_MODELS_DIR", str(tmp_path))
     at = AppTest.from_file(str(APP), default_timeout=TIMEOUT)
     at.run()
@@ -182,6 +185,7 @@ def test_pull_button_downloads_the_missing_files_and_loads_them(tmp_path, monkey
     download is replaced by copying test checkpoints: the real files are hundreds of MB), then loads them."""
     from deepfake_core import weights
 
+    monkeypatch.setattr(weights, "BUILTIN_DIR", tmp_path / "no-builtin")  # an installation without a built-in model
     models = tmp_path / "models"
     models.mkdir()
     calls = []

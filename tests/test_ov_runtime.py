@@ -117,7 +117,7 @@ def test_openvino_gives_the_same_report(calibrated_models, face_video):
 
 
 # -- the cache ---------------------------------------------------------------------------------------------------
-SMALL = ModelSpec("resnet10t", "video", "linear", 64, (0.5, 0.5, 0.5), (0.5, 0.5, 0.5))
+SMALL = ModelSpec("tf_efficientnet_lite0", "video", "linear", 64, (0.5, 0.5, 0.5), (0.5, 0.5, 0.5))
 
 
 def small_model_file(path, seed: int) -> LoadedModel:

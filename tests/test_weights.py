@@ -358,7 +358,8 @@ def test_list_and_path(tmp_path, capsys, monkeypatch):
     assert capsys.readouterr().out.strip() == str(tmp_path)
 
 
-def test_missing_models_message_names_files_urls_and_the_command(tmp_path, capsys, face_video):
+def test_missing_models_message_names_files_urls_and_the_command(tmp_path, capsys, face_video, monkeypatch):
+    monkeypatch.setattr(weights, "BUILTIN_DIR", tmp_path / "no-builtin")  # an installation without a built-in model
     assert main(["analyze", str(face_video), "--models-dir", str(tmp_path)]) == 3
     err = capsys.readouterr().err
     assert "epoch_007.pt" in err and weights.registry_entry("video").urls[0] in err
