@@ -73,10 +73,12 @@ def write_long_audio(path: Path, seconds: float, rate: int = 8000) -> Path:
 
 
 def write_declared_audio(path: Path, declared_s: float, rate: int = 16000, video_frames=None, fps: int = 25) -> Path:
-    """An MP4 holding 2 s of a tone whose last audio packet is stamped at `declared_s`: a small file whose
-    audio stream declares `declared_s` seconds. With `video_frames` (BGR), a video stream too."""
-    t = np.arange(2 * rate) / rate
-    samples = (0.3 * np.sin(2 * np.pi * 440 * t)).astype(np.float32)
+    """An MP4 holding 2 s of a voice-like signal (conftest.speech_like: windows without speech are not scored)
+    whose last audio packet is stamped at `declared_s`: a small file whose audio stream declares `declared_s`
+    seconds. With `video_frames` (BGR), a video stream too."""
+    from conftest import speech_like
+
+    samples = speech_like(2.0, rate)
     with av.open(str(path), "w", format="mp4") as out:
         video = None
         if video_frames is not None:

@@ -8,7 +8,7 @@ import shutil
 
 import pytest
 
-from conftest import moving_face_frames, tone, write_video
+from conftest import moving_face_frames, speech_like, write_video
 from deepfake_core import AnalysisSettings
 from deepfake_core.cli import main
 from deepfake_core.errors import UnreadableMedia
@@ -20,8 +20,8 @@ NO_ABSTAIN = AnalysisSettings(abstain_below=None)
 
 @pytest.fixture(scope="module")
 def av_clip(tmp_path_factory):
-    """3 s, a moving face and a tone: long enough for audio windows."""
-    return write_video(tmp_path_factory.mktemp("edge") / "clip.mp4", moving_face_frames(75), audio=tone(3.0))
+    """3 s, a moving face and a voice-like signal: long enough for audio windows that hold speech."""
+    return write_video(tmp_path_factory.mktemp("edge") / "clip.mp4", moving_face_frames(75), audio=speech_like(3.0))
 
 
 @pytest.mark.parametrize("codec, fmt, suffix", [("libx264", "h264", ".h264"), ("libx265", "hevc", ".hevc")])

@@ -110,11 +110,14 @@ def test_every_known_architecture_builds_offline():
     import huggingface_hub.constants
 
     assert os.environ["HF_HUB_OFFLINE"] == "1" and huggingface_hub.constants.HF_HUB_OFFLINE
+    from deepfake_core.models import SPEECH_CNN, blank_input, speech_spec
+
     for architecture in KNOWN_ARCHITECTURES:
-        spec = ORIGINAL_VIDEO.__class__(architecture, "video", "linear", 64, (0.5,) * 3, (0.5,) * 3)
+        spec = (speech_spec() if architecture == SPEECH_CNN else
+                ORIGINAL_VIDEO.__class__(architecture, "video", "linear", 64, (0.5,) * 3, (0.5,) * 3))
         net = build_model(spec).eval()
         with torch.inference_mode():
-            assert net(torch.zeros(1, 3, 64, 64)).shape == (1, 2)
+            assert net(blank_input(spec)[None]).shape == (1, 2)
 
 
 def test_malformed_metadata_is_a_checkpoint_error(tmp_path):
