@@ -225,7 +225,7 @@ def test_a_killed_workers_file_is_retried_then_recorded_as_failed(local_ray, cli
     summary, killed = _scan_killing_the_first_worker(local_ray, [face], tmp_path / "r.csv", 3, original_models)
     assert killed == face
     row = _rows(tmp_path / "r.csv")[face]
-    assert row["verdict"] in ("REAL", "FAKE") and not row["error"]
+    assert row["verdict"] in ("REAL", "FAKE", "UNCERTAIN") and not row["error"]  # random weights: near 0.5
     assert (summary.analysed, summary.errors, summary.retried) == (1, 0, 1)
 
     summary, killed = _scan_killing_the_first_worker(local_ray, [face], tmp_path / "f.csv", 1, original_models)
@@ -236,8 +236,9 @@ def test_a_killed_workers_file_is_retried_then_recorded_as_failed(local_ray, cli
 
 @pytest.mark.slow
 def test_model_files_missing_on_the_workers_exit_3(local_ray, clips, tmp_path, capsys):
+    # the original checkpoint asked for (without a choice, the built-in model shipped in the package judges)
     code = main(["scan", str(clips / "a.mp4"), "--out", str(tmp_path / "r.csv"), "--models-dir", str(tmp_path),
-                 "--ray"])
+                 "--video-model", "original", "--ray"])
     assert code == 3
     assert "epoch_007.pt" in capsys.readouterr().err
 

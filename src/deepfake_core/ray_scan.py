@@ -79,6 +79,12 @@ def cmd_scan_ray(args: argparse.Namespace) -> int:
     options = {name: getattr(args, name, None) for name in (
         "models_dir", "device", "precision", "video_model", "compile", "no_calibration",
         "audio_temperature", "video_temperature", "threshold")}
+    if args.models_dir is None or Path(args.models_dir).is_dir():
+        # A models folder this machine sees too (a shared one): a missing file is reported here, at once, before
+        # Ray starts. A folder only the workers have (baked into their image) is checked by them.
+        from .model_files import find_model_files
+
+        find_model_files(args.models_dir, args.video_model)
     summary = _scan(args.paths, Path(args.out), settings_from_args(args), options, address=args.ray,
                     workers=args.ray_workers, gpus_per_worker=args.ray_gpus_per_worker,
                     cpus_per_worker=args.ray_cpus_per_worker, max_attempts=args.ray_max_attempts,
