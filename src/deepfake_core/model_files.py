@@ -8,8 +8,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import ModelFilesMissing, WeightsError
-from .weights import (AUDIO_FILES, VIDEO_FILES, builtin_missing_message, builtin_video_file, first_existing,
-                      models_dir_candidates, resolve_models_dir)
+from .weights import (AUDIO_FILES, VIDEO_FILES, builtin_audio_file, builtin_audio_missing_message,
+                      builtin_missing_message, builtin_video_file, first_existing, models_dir_candidates,
+                      resolve_models_dir)
 
 
 @dataclass(frozen=True)
@@ -20,25 +21,42 @@ class ModelFiles:
     audio: Path | None  # the audio model file; None when there is none (video is judged alone)
 
 
+def _choose(choice: str | os.PathLike | None, directory: Path, originals: tuple[str, ...], builtin,
+            missing_message) -> tuple[Path | None, str]:
+    """(file, which) for a --video-model / --audio-model value; `builtin()` is the shipped file or None."""
+    if choice is None or str(choice) == "":
+        original = first_existing(directory, originals)
+        if original is None and builtin() is not None:
+            return builtin(), "builtin"
+        return original, "original"
+    if str(choice) == "original":
+        return first_existing(directory, originals), "original"
+    if str(choice) == "builtin":
+        path = builtin()
+        if path is None:
+            raise WeightsError(missing_message())
+        return path, "builtin"
+    return Path(choice), "path"
+
+
 def choose_video_model(choice: str | os.PathLike | None, directory: Path) -> tuple[Path | None, str]:
     """(the video model file, which: "original", "builtin" or "path") for a --video-model value.
 
     None picks the original checkpoint when `directory` holds it, else the built-in model (when this
     installation has one; else the original's expected place, so the error names the missing file).
     "builtin" without a shipped model raises WeightsError saying so."""
-    if choice is None or str(choice) == "":
-        original = first_existing(directory, VIDEO_FILES)
-        if original is None and builtin_video_file() is not None:
-            return builtin_video_file(), "builtin"
-        return original, "original"
-    if str(choice) == "original":
-        return first_existing(directory, VIDEO_FILES), "original"
-    if str(choice) == "builtin":
-        path = builtin_video_file()
-        if path is None:
-            raise WeightsError(builtin_missing_message())
-        return path, "builtin"
-    return Path(choice), "path"
+    return _choose(choice, directory, VIDEO_FILES, builtin_video_file, builtin_missing_message)
+
+
+def choose_audio_model(choice: str | os.PathLike | None, directory: Path) -> tuple[Path | None, str]:
+    """(the audio model file, which: "original", "builtin", "none" or "path") for an --audio-model value.
+
+    None picks the original checkpoint when `directory` holds it (it wins), else the built-in model when this
+    installation ships one, else (None, "original"): no audio model. "builtin" without a shipped model raises
+    WeightsError saying so; "none" judges no audio."""
+    if choice is not None and str(choice) == "none":
+        return None, "none"
+    return _choose(choice, directory, AUDIO_FILES, builtin_audio_file, builtin_audio_missing_message)
 
 
 def find_model_files(models_dir: str | os.PathLike | None = None, video_model: str | os.PathLike | None = None,

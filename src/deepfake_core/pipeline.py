@@ -20,12 +20,12 @@ import torch
 from . import __version__
 from .audio import SAMPLE_RATE, WINDOW_S, AudioStats, audio_chunks, log_mel, mel_batches, read_audio
 from .checkpoints import LoadedModel, load_model
-from .errors import CheckpointError, MediaTooLarge, ModelFilesMissing, NoVideoStream, UnreadableMedia, WeightsError
+from .errors import CheckpointError, MediaTooLarge, ModelFilesMissing, NoVideoStream, UnreadableMedia
 from .faces import (DNN_INPUT, DnnFaceDetector, FaceBox, HaarFaceDetector, HybridFaceDetector, assign_tracks,
                     crop_face)
 from .fusion import AGGREGATIONS, fuse, softmax, video_p_fake
 from .limits import Deadline
-from .model_files import choose_video_model
+from .model_files import choose_audio_model, choose_video_model
 from .models import blank_input, face_tensor, is_speech_model
 from .report import (FAKE, NOT_APPLICABLE, REAL, UNCERTAIN, AudioWindow, ModalityResult, Report, Thumbnail,
                      TimelineRow, Track)
@@ -34,8 +34,7 @@ from .settings import RUNTIMES, AnalysisSettings, check_choice
 from .speech import has_speech, speech_windows
 from .video import DecodeStats, MediaInfo, probe, read_frames, sample_indices
 from .weights import (AUDIO_FILES, AUDIO_MODEL_CARD, BUILTIN_AUDIO_FILE, BUILTIN_VIDEO_FILE, FACE_CAFFEMODELS,
-                      FACE_PROTOTXT, MODEL_CARD, VIDEO_FILES, builtin_audio_file, builtin_audio_missing_message,
-                      first_existing, models_dir_candidates, resolve_models_dir)
+                      FACE_PROTOTXT, MODEL_CARD, VIDEO_FILES, first_existing, models_dir_candidates, resolve_models_dir)
 
 Progress = Callable[[float, str], None]
 THUMBNAIL_SIDE = 320  # pixels, longest side of a kept thumbnail
@@ -518,29 +517,6 @@ def _check_audio_duration(path: Path, limit_s: float) -> None:
     if duration is not None and duration > limit_s:
         raise MediaTooLarge(f"{path.name!r} lasts {duration:.0f} s, over the {limit_s:.0f} s limit "
                             f"(raise max_duration_s to analyse it)")
-
-
-def choose_audio_model(choice: str | os.PathLike | None, directory: Path) -> tuple[Path | None, str]:
-    """(the audio model file, which: "original", "builtin", "none" or "path") for an --audio-model value.
-
-    None picks the original checkpoint when `directory` holds it (it wins), else the built-in model when this
-    installation ships one, else (None, "original"): no audio model. "builtin" without a shipped model raises
-    WeightsError saying so; "none" judges no audio."""
-    if choice is None or str(choice) == "":
-        original = first_existing(directory, AUDIO_FILES)
-        if original is None and builtin_audio_file() is not None:
-            return builtin_audio_file(), "builtin"
-        return original, "original"
-    if str(choice) == "none":
-        return None, "none"
-    if str(choice) == "original":
-        return first_existing(directory, AUDIO_FILES), "original"
-    if str(choice) == "builtin":
-        path = builtin_audio_file()
-        if path is None:
-            raise WeightsError(builtin_audio_missing_message())
-        return path, "builtin"
-    return Path(choice), "path"
 
 
 # -- frames to faces (the producer side) ---------------------------------------------------------------

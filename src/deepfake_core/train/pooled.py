@@ -35,7 +35,7 @@ from ..faces import FaceBox, crop_face
 from ..models import ModelSpec, PooledFeatureClassifier, face_tensor
 from . import sbi
 from .cache import PreparedCache
-from .lofo import (AGGREGATIONS, Sample, balanced_accuracy, balanced_threshold, family_weights, fit_temperature,
+from .lofo import (AGGREGATIONS, Sample, balanced_threshold, family_weights, fit_temperature,
                    lofo_split, video_logits)
 from .selfblend import BOX_JITTER, LandmarkFinder, box_in_crop, jitter_box
 
