@@ -19,13 +19,16 @@ import sys
 import tempfile
 from pathlib import Path
 
-from deepfake_core import AnalysisSettings, Detector  # first: it sets OMP_WAIT_POLICY before torch loads
+from deepfake_core.process import configure_process  # noqa: E402
+
+configure_process()  # first: the OpenMP wait policy before torch loads (process.py)
+from deepfake_core import AnalysisSettings, Detector  # noqa: E402
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
-from deepfake_core.cli import iter_videos  # noqa: E402
+from deepfake_core.cli.files import iter_videos  # noqa: E402
 from deepfake_core.models import build_audio_model, build_video_model  # noqa: E402
-from deepfake_core.weights import FACE_CAFFEMODELS, FACE_PROTOTXT  # noqa: E402
+from deepfake_core.registry import FACE_CAFFEMODELS, FACE_PROTOTXT  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 

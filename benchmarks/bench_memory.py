@@ -81,7 +81,7 @@ def random_models(directory: Path) -> Path:
     import torch
 
     from deepfake_core.models import build_audio_model, build_video_model
-    from deepfake_core.weights import FACE_CAFFEMODELS, FACE_PROTOTXT
+    from deepfake_core.registry import FACE_CAFFEMODELS, FACE_PROTOTXT
 
     torch.manual_seed(0)
     torch.save({"model_state_dict": build_video_model().state_dict()}, directory / "epoch_007.pt")

@@ -46,7 +46,10 @@ import time
 from fractions import Fraction
 from pathlib import Path
 
-from deepfake_core import AnalysisSettings, Detector  # first: it sets OMP_WAIT_POLICY before torch loads
+from deepfake_core.process import configure_process  # noqa: E402
+
+configure_process()  # first: the OpenMP wait policy before torch loads (process.py)
+from deepfake_core import AnalysisSettings, Detector  # noqa: E402
 
 import av  # noqa: E402
 import cv2  # noqa: E402

@@ -26,7 +26,10 @@ import tempfile
 import time
 from pathlib import Path
 
-from deepfake_core import AnalysisSettings, Detector, scan_ray  # first: it sets OMP_WAIT_POLICY before torch
+from deepfake_core.process import configure_process  # noqa: E402
+
+configure_process()  # first: the OpenMP wait policy before torch loads (process.py)
+from deepfake_core import AnalysisSettings, Detector, scan_ray  # noqa: E402
 
 import torch  # noqa: E402
 from deepfake_core.models import build_audio_model, build_video_model  # noqa: E402

@@ -166,9 +166,9 @@ def test_upload_over_the_cap_is_refused(page, upload_tmp):
 
 
 def test_missing_models_show_the_pull_command(tmp_path, monkeypatch, face_video):
-    from deepfake_core import weights
+    from deepfake_core import registry
 
-    monkeypatch.setattr(weights, "BUILTIN_DIR", tmp_path / "no-builtin")  # an installation without a built-in model
+    monkeypatch.setattr(registry, "BUILTIN_DIR", tmp_path / "no-builtin")  # an installation without a built-in model
     monkeypatch.setenv("DEEPFAKE_MODELS_DIR", str(tmp_path))
     at = AppTest.from_file(str(APP), default_timeout=TIMEOUT)
     at.run()
@@ -183,9 +183,9 @@ def test_missing_models_show_the_pull_command(tmp_path, monkeypatch, face_video)
 def test_pull_button_downloads_the_missing_files_and_loads_them(tmp_path, monkeypatch, original_models):
     """The button runs the library's pull for the missing files into the page's models folder (here the
     download is replaced by copying test checkpoints: the real files are hundreds of MB), then loads them."""
-    from deepfake_core import weights
+    from deepfake_core import registry, weights
 
-    monkeypatch.setattr(weights, "BUILTIN_DIR", tmp_path / "no-builtin")  # an installation without a built-in model
+    monkeypatch.setattr(registry, "BUILTIN_DIR", tmp_path / "no-builtin")  # an installation without a built-in model
     models = tmp_path / "models"
     models.mkdir()
     calls = []
@@ -193,10 +193,10 @@ def test_pull_button_downloads_the_missing_files_and_loads_them(tmp_path, monkey
     def pull(names=None, models_dir=None, mirror=None, progress=True):
         calls.append((list(names), str(models_dir)))
         for name in names:
-            entry = weights.registry_entry(name)
+            entry = registry.registry_entry(name)
             shutil.copy(original_models / entry.filename, Path(models_dir) / entry.filename)
             progress(entry.filename, entry.size, entry.size)
-        return [Path(models_dir) / weights.registry_entry(n).filename for n in names]
+        return [Path(models_dir) / registry.registry_entry(n).filename for n in names]
 
     monkeypatch.setattr(weights, "pull", pull)
     monkeypatch.setenv("DEEPFAKE_MODELS_DIR", str(models))
@@ -216,7 +216,7 @@ def test_pull_button_downloads_the_missing_files_and_loads_them(tmp_path, monkey
 # -- serve ---------------------------------------------------------------------------------------------
 def test_serve_is_a_subcommand_and_finds_the_packaged_page():
     args = build_parser().parse_args(["serve", "--port", "9123", "--host", "0.0.0.0"])
-    assert args.func.__module__ == "deepfake_core.serve"
+    assert args.func.__module__ == "deepfake_core.cli.serve"
     flags = streamlit_flags(args)
     assert "--server.port=9123" in flags and "--server.address=0.0.0.0" in flags
     assert f"--server.maxUploadSize={DEFAULT_MAX_UPLOAD_MB}" in flags and "--server.headless=true" in flags
@@ -256,7 +256,7 @@ def test_calibration_sets_the_defaults_as_analyze_does(tmp_path, monkeypatch, or
     sidebar, and reaches the report; one fitted for other files is ignored."""
     from conftest import face_files_dir
     from deepfake_core.calibration import Calibration
-    from deepfake_core.weights import sha256_file
+    from deepfake_core.registry import sha256_file
 
     face_files_dir()
     models = tmp_path / "models"
@@ -289,13 +289,13 @@ def test_calibration_sets_the_defaults_as_analyze_does(tmp_path, monkeypatch, or
 
 
 def test_video_model_picker_offers_what_is_installed(original_models, monkeypatch):
-    from deepfake_core import weights
+    from deepfake_core import registry
     from deepfake_core.webapp import streamlit_app
 
     choices = streamlit_app.video_model_choices(str(original_models))
     assert choices[:2] == ["automatic", "original"]
-    assert ("builtin" in choices) == (weights.builtin_video_file() is not None)
-    monkeypatch.setattr(weights, "builtin_video_file", lambda: None)
+    assert ("builtin" in choices) == (registry.builtin_video_file() is not None)
+    monkeypatch.setattr(registry, "builtin_video_file", lambda: None)
     assert streamlit_app.video_model_choices(str(original_models)) == ["automatic", "original"]
 
 

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from conftest import face_files_dir, moving_face_frames, write_video
-from deepfake_core import AnalysisSettings, weights
+from deepfake_core import AnalysisSettings, registry
 from deepfake_core.checkpoints import load_model, read_safetensors_metadata, save_safetensors
 from deepfake_core.cli import main
 from deepfake_core.models import ModelSpec, build_model, build_video_model, face_tensor
@@ -29,9 +29,9 @@ def save_lite0(path, seed=0, name="test-builtin"):
 def fake_builtin(tmp_path, monkeypatch):
     """A builtin folder holding a random lite0 checkpoint, in place of the package's."""
     folder = tmp_path / "builtin"
-    save_lite0(folder / weights.BUILTIN_VIDEO_FILE)
-    monkeypatch.setattr(weights, "BUILTIN_DIR", folder)
-    return folder / weights.BUILTIN_VIDEO_FILE
+    save_lite0(folder / registry.BUILTIN_VIDEO_FILE)
+    monkeypatch.setattr(registry, "BUILTIN_DIR", folder)
+    return folder / registry.BUILTIN_VIDEO_FILE
 
 
 # -- choosing ------------------------------------------------------------------------------------------
@@ -46,7 +46,7 @@ def test_default_is_original_when_installed_else_builtin(tmp_path, original_mode
 
 
 def test_builtin_missing_is_a_clear_error(tmp_path, monkeypatch, face_video, capsys):
-    monkeypatch.setattr(weights, "BUILTIN_DIR", tmp_path / "nothing")
+    monkeypatch.setattr(registry, "BUILTIN_DIR", tmp_path / "nothing")
     code = main(["analyze", str(face_video), "--models-dir", str(tmp_path), "--video-model", "builtin"])
     _, err = capsys.readouterr()
     assert code == 3
@@ -69,7 +69,7 @@ def test_analyze_without_models_dir_uses_builtin_and_says_so(tmp_path, fake_buil
     report = json.loads(out)
     assert report["models"]["video"]["name"] == "test-builtin"
     assert report["models"]["video"]["architecture"] == "tf_efficientnet_lite0"
-    assert report["models"]["video"]["file"] == weights.BUILTIN_VIDEO_FILE
+    assert report["models"]["video"]["file"] == registry.BUILTIN_VIDEO_FILE
     assert any("built-in model" in note for note in report["notes"])
     assert report["verdict"] in ("REAL", "FAKE")
 
@@ -95,9 +95,9 @@ def test_loader_builds_the_architecture_each_file_names(tmp_path):
 
 # -- the shipped file ------------------------------------------------------------------------------------
 def test_the_package_builtin_is_complete_or_absent_with_a_reason():
-    path = weights.builtin_video_file()
+    path = registry.builtin_video_file()
     if path is None:  # not shipped: the message must say so and point at the card
-        assert "not part of this installation" in weights.builtin_missing_message()
+        assert "not part of this installation" in registry.builtin_missing_message()
         return
     assert path.stat().st_size <= 12 * 1024 * 1024
     meta = read_safetensors_metadata(path)
@@ -150,7 +150,7 @@ def test_tiny_selfblend_training_run_produces_a_loadable_checkpoint(tmp_path):
 
 def test_shipped_model_judges_offline_with_an_empty_models_folder(tmp_path, face_video, capsys, monkeypatch):
     """The package's own file, as installed: no models folder, no network; the report names it."""
-    path = weights.builtin_video_file()
+    path = registry.builtin_video_file()
     assert path is not None, "the built-in video model ships with the package (docs/MODEL_CARD.md)"
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("DEEPFAKE_MODELS_DIR", str(tmp_path / "empty"))
@@ -159,6 +159,6 @@ def test_shipped_model_judges_offline_with_an_empty_models_folder(tmp_path, face
     assert code == 0
     report = json.loads(out)
     video = report["models"]["video"]
-    assert video["file"] == weights.BUILTIN_VIDEO_FILE and video["shipped"] and not video["published"]
+    assert video["file"] == registry.BUILTIN_VIDEO_FILE and video["shipped"] and not video["published"]
     assert video["name"] == read_safetensors_metadata(path)["name"]
     assert report["verdict"] in ("REAL", "FAKE", "UNCERTAIN") and report["modalities"]["video"]["count"] > 0

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from conftest import save_original_checkpoints
-from deepfake_core import checkpoints, weights
+from deepfake_core import checkpoints, registry
 from deepfake_core.checkpoints import load_model, save_safetensors
 from deepfake_core.errors import CheckpointError
 from deepfake_core.models import ORIGINAL_AUDIO, ORIGINAL_VIDEO, build_video_model, face_tensor
@@ -113,9 +113,9 @@ def test_pinned_file_with_numpy_scalars_loads_with_inert_globals(sources, tmp_pa
     torch.save({"model_state_dict": video.state_dict(), "val_acc": np.float64(0.97)}, path)
     with pytest.raises(CheckpointError, match="refused.*numpy"):
         load_model(path, "video")
-    digest = weights.sha256_file(path)
-    pinned = weights.WeightsFile("video", "epoch_007.pt", ("http://127.0.0.1/x",), digest, path.stat().st_size, "", "")
-    monkeypatch.setattr(weights, "REGISTRY", (pinned,))
+    digest = registry.sha256_file(path)
+    pinned = registry.WeightsFile("video", "epoch_007.pt", ("http://127.0.0.1/x",), digest, path.stat().st_size, "", "")
+    monkeypatch.setattr(registry, "REGISTRY", (pinned,))
     loaded = load_model(path, "video")
     assert torch.allclose(logits(loaded.module), logits(video), atol=1e-5)
 

@@ -74,14 +74,14 @@ def test_python_m_and_console_script(original_models, faceless_video):
 
 
 def test_summary_says_whether_the_models_are_the_published_files(capsys, original_models, face_video, monkeypatch):
-    from deepfake_core import weights
+    from deepfake_core import registry
 
     assert main(["analyze", str(face_video), "--models-dir", str(original_models), "--max-samples", "2"]) == 0
     out, _ = capsys.readouterr()
     assert "video epoch_007.pt" in out and out.count("not the published file") == 2
-    video_sha = weights.sha256_file(original_models / "epoch_007.pt")
-    pinned = weights.WeightsFile("video", "epoch_007.pt", ("http://127.0.0.1/x",), video_sha, 1, "", "")
-    monkeypatch.setattr(weights, "REGISTRY", (pinned,))
+    video_sha = registry.sha256_file(original_models / "epoch_007.pt")
+    pinned = registry.WeightsFile("video", "epoch_007.pt", ("http://127.0.0.1/x",), video_sha, 1, "", "")
+    monkeypatch.setattr(registry, "REGISTRY", (pinned,))
     assert main(["analyze", str(face_video), "--models-dir", str(original_models), "--max-samples", "2"]) == 0
     out, _ = capsys.readouterr()
     assert f"video epoch_007.pt ({video_sha[:8]}, published file)" in out

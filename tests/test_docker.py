@@ -37,7 +37,7 @@ from packaging.requirements import Requirement
 from packaging.version import Version
 from conftest import FACE_FILES, face_files_dir
 
-from deepfake_core import weights
+from deepfake_core import registry
 from deepfake_core.cli import EXIT_MODELS, build_parser
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -47,7 +47,7 @@ COMPOSE = ROOT / "docker-compose.yml"
 COMPOSE_GPU = ROOT / "docker-compose.gpu.yml"
 BIN = Path(sys.executable).parent  # the environment's scripts: deepfake-detect, hadolint, docker-compose
 EX_USAGE, EX_CONFIG = 64, 78
-DEFAULT_FILES = [e.filename for e in weights.REGISTRY]  # the entrypoint's default list is the whole registry
+DEFAULT_FILES = [e.filename for e in registry.REGISTRY]  # the entrypoint's default list is the whole registry
 PROXY_VARS = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy")
 
 
@@ -455,7 +455,7 @@ def test_the_files_the_build_copies_make_a_complete_package(tmp_path, instructio
     assert result.returncode == 0, result.stderr
     [wheel] = (tmp_path / "dist").glob("*.whl")
     names = zipfile.ZipFile(wheel).namelist()
-    for module in ("cli.py", "weights_cli.py", "serve.py", "webapp/streamlit_app.py"):
+    for module in ("cli/__init__.py", "cli/weights.py", "cli/serve.py", "webapp/streamlit_app.py"):
         assert f"deepfake_core/{module}" in names, module
     [entry_points] = [n for n in names if n.endswith(".dist-info/entry_points.txt")]
     assert "deepfake-detect = deepfake_core.cli:main" in zipfile.ZipFile(wheel).read(entry_points).decode()

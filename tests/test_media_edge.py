@@ -62,7 +62,7 @@ def test_scan_out_is_checked_before_the_models_load(tmp_path, av_clip, capsys, m
     def no_loading(args):
         raise AssertionError("models loaded before --out was checked")
 
-    monkeypatch.setattr("deepfake_core.cli.load_detector", no_loading)
+    monkeypatch.setattr("deepfake_core.cli.scan.load_detector", no_loading)
     blocker = tmp_path / "a_file"
     blocker.write_text("x")
     folder = tmp_path / "folder.csv"

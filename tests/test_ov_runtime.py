@@ -19,7 +19,7 @@ from deepfake_core.models import ORIGINAL_VIDEO, ModelSpec, build_audio_model, b
     face_tensor  # noqa: E402
 from deepfake_core.ov_runtime import OpenVinoRunner, converted_model  # noqa: E402
 from deepfake_core.runtime import TorchRunner, cpu_has_bf16, pick_runtime  # noqa: E402
-from deepfake_core.weights import sha256_file  # noqa: E402
+from deepfake_core.registry import sha256_file  # noqa: E402
 
 CPU = torch.device("cpu")
 

@@ -7,7 +7,7 @@ import dataclasses
 import numpy as np
 import pytest
 
-from deepfake_core import AnalysisSettings, weights
+from deepfake_core import AnalysisSettings, registry
 from deepfake_core.report import REASONS, Track
 from deepfake_core.webapp import present
 
@@ -113,7 +113,7 @@ def test_model_status_names_files_short_hashes_and_whether_they_are_the_publishe
     assert rows[0]["published"] is False  # random test weights
     assert "res10_300x300_ssd_iter_140000_fp16.caffemodel" in rows[2]["file"]
     assert rows[2]["methods"] == "res10 SSD + Haar cascade"
-    published = dict(report.models, video=dict(report.models["video"], sha256=weights.registry_entry("video").sha256))
+    published = dict(report.models, video=dict(report.models["video"], sha256=registry.registry_entry("video").sha256))
     assert present.model_records(published)[0]["published"] is True
     lines = present.model_lines(dict(published, audio=None))
     assert "the published file" in lines[0] and "not loaded" in lines[1]

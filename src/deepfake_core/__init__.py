@@ -4,24 +4,16 @@
     detector = Detector.load()                       # models from ./models, $DEEPFAKE_MODELS_DIR, ...
     report = detector.analyze("clip.mp4", AnalysisSettings(fusion="adaptive"))
     print(report.verdict, report.confidence)
+
+Importing it has no side effects: the entry points (the `deepfake-detect` command, `python -m deepfake_core`,
+the web page, the API server, Ray workers) call `process.configure_process()` (the OpenMP wait policy, model
+hubs offline) before torch loads; a program embedding the library may call it too.
 """
 
-__version__ = "0.1.0"
-
-import os as _os  # noqa: E402
-
-# PyTorch's OpenMP threads spin while they wait for work. On a small or shared CPU that spinning takes the
-# cores the decoder and the face detector need: on 2 vCPUs analyses took twice as long with it
-# (benchmarks/RESULTS.md). It only takes effect when set before torch is first imported; a value you set wins.
-_os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-
-from .offline import hub_offline as _hub_offline  # noqa: E402
-
-_hub_offline()  # model hubs off: an analysis never reaches the network (offline.py)
-
-from .errors import (CheckpointError, ChecksumMismatch, DeepfakeError, DownloadError, InputError,  # noqa: E402
+from .errors import (CheckpointError, ChecksumMismatch, DeepfakeError, DownloadError, InputError,
                      MediaTooLarge, ModelFilesMissing, NoVideoStream, SettingsError, UnreadableMedia, WeightsError)
-from .settings import AnalysisSettings  # noqa: E402
+from .settings import AnalysisSettings
+from .version import __version__
 
 # Detector and Report pull in torch; load them on first use so `deepfake-detect weights ...` and
 # `import deepfake_core.errors` start fast.

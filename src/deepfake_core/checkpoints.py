@@ -24,7 +24,7 @@ from torch import nn
 
 from .errors import CheckpointError
 from .models import ORIGINAL_AUDIO, ORIGINAL_VIDEO, ModelSpec, build_model, check_architecture
-from .weights import is_shipped_builtin, pinned_entry, sha256_file
+from .registry import is_shipped_builtin, pinned_entry, sha256_file
 
 METADATA_FORMAT = "deepfake_core/1"
 MIN_INPUT_SIZE, MAX_INPUT_SIZE = 16, 1024  # pixels: the input sides a model file may declare

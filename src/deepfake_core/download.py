@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import ChecksumMismatch, DownloadError, SettingsError
+from .registry import megabytes
 
 # (file name, bytes done, bytes in all) -> None; called as a download progresses.
 ProgressCallback = Callable[[str, int, int], None]
@@ -40,11 +41,6 @@ class DownloadOptions:
             raise SettingsError(f"retries must be 0 or more; got {self.retries}")
         if self.chunk_size <= 0 or self.backoff < 0 or self.max_backoff < 0:
             raise SettingsError("chunk_size must be positive and backoff times 0 or more")
-
-
-def megabytes(size: int) -> str:
-    """A size for people: "206.6 MB", "28.1 kB"."""
-    return f"{size / 1e6:.1f} MB" if size >= 1e6 else f"{size / 1e3:.1f} kB"
 
 
 class Notes:

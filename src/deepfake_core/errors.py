@@ -62,17 +62,14 @@ class WeightsError(DeepfakeError):
 class ModelFilesMissing(WeightsError):
     """Raised when required model files are not in the models directory."""
 
-    def __init__(self, missing: list[str], models_dir: str, searched: list[str] | None = None):
+    def __init__(self, missing: list[str], models_dir: str, searched: list[str] | None = None, hint: str = ""):
         self.missing = list(missing)
         self.models_dir = str(models_dir)
         self.searched = list(searched or [models_dir])
         where = ", ".join(self.searched)
-        from .weights import install_hint  # the registry knows each file's URL
-
-        super().__init__(
-            f"model files missing: {', '.join(self.missing)} (looked in {where}).\n"
-            + install_hint(self.missing, self.models_dir)
-        )
+        # `hint`: what to do, from the caller (model_files.files_missing adds the registry's install hint)
+        super().__init__(f"model files missing: {', '.join(self.missing)} (looked in {where})."
+                         + (f"\n{hint}" if hint else ""))
 
 
 class DownloadError(WeightsError):

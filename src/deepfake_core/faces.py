@@ -10,6 +10,7 @@ import cv2
 import numpy as np
 
 from .errors import CheckpointError
+from .registry import FACE_CAFFEMODELS, FACE_PROTOTXT, first_existing
 
 DNN_INPUT = 300  # pixels: res10 SSD's training input side; frames are resized to this shorter side
 DNN_MEAN = (104.0, 177.0, 123.0)  # BGR mean subtracted by the res10 SSD
@@ -245,3 +246,17 @@ def assign_tracks(boxes_per_frame: list[list[FaceBox]], min_iou: float = 0.3) ->
             last_box[frame_ids[i]] = box
         ids.append(frame_ids)
     return ids
+
+
+def load_face_detector(directory: Path, notes: list[str]) -> tuple[HybridFaceDetector, list[Path]]:
+    """The hybrid face detector: the res10 DNN from the models folder `directory` with the Haar cascade, or
+    the Haar cascade alone when the res10 files are not there (a line saying so is added to `notes`).
+    Returns it and the res10 files it loaded."""
+    prototxt = directory / FACE_PROTOTXT
+    caffemodel = first_existing(directory, FACE_CAFFEMODELS)
+    haar = HaarFaceDetector()
+    if prototxt.is_file() and caffemodel is not None:
+        return HybridFaceDetector(DnnFaceDetector(prototxt, caffemodel), haar), [prototxt, caffemodel]
+    notes.append(f"faces found by the Haar cascade only: the res10 face detector files ({FACE_PROTOTXT}, "
+                 f"{FACE_CAFFEMODELS[0]}) are not in {directory} (deepfake-detect weights pull)")
+    return HybridFaceDetector(None, haar), []

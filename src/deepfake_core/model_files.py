@@ -1,5 +1,6 @@
 """Which model files a Detector loads, found without importing torch: a missing file is reported at once,
-not after the seconds PyTorch takes to import (the commands check here before they import the pipeline)."""
+not after the seconds PyTorch takes to import (the commands check here before they import the pipeline).
+The registry (registry.py) knows the files; this module raises the typed errors, with the install hint."""
 
 from __future__ import annotations
 
@@ -8,9 +9,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import ModelFilesMissing, WeightsError
-from .weights import (AUDIO_FILES, VIDEO_FILES, builtin_audio_file, builtin_audio_missing_message,
-                      builtin_missing_message, builtin_video_file, first_existing, models_dir_candidates,
-                      resolve_models_dir)
+from .registry import (AUDIO_FILES, VIDEO_FILES, builtin_audio_file, builtin_audio_missing_message,
+                       builtin_missing_message, builtin_video_file, choose_model, first_existing, install_hint,
+                       models_dir_candidates, resolve_models_dir)
 
 
 @dataclass(frozen=True)
@@ -21,22 +22,10 @@ class ModelFiles:
     audio: Path | None  # the audio model file; None when there is none (video is judged alone)
 
 
-def _choose(choice: str | os.PathLike | None, directory: Path, originals: tuple[str, ...], builtin,
-            missing_message) -> tuple[Path | None, str]:
-    """(file, which) for a --video-model / --audio-model value; `builtin()` is the shipped file or None."""
-    if choice is None or str(choice) == "":
-        original = first_existing(directory, originals)
-        if original is None and builtin() is not None:
-            return builtin(), "builtin"
-        return original, "original"
-    if str(choice) == "original":
-        return first_existing(directory, originals), "original"
-    if str(choice) == "builtin":
-        path = builtin()
-        if path is None:
-            raise WeightsError(missing_message())
-        return path, "builtin"
-    return Path(choice), "path"
+def files_missing(missing: list[str], models_dir: str | os.PathLike, searched: list[str] | None = None
+                  ) -> ModelFilesMissing:
+    """The ModelFilesMissing error for `missing` files, its message ending in how to install them."""
+    return ModelFilesMissing(missing, str(models_dir), searched, hint=install_hint(missing, str(models_dir)))
 
 
 def choose_video_model(choice: str | os.PathLike | None, directory: Path) -> tuple[Path | None, str]:
@@ -45,7 +34,10 @@ def choose_video_model(choice: str | os.PathLike | None, directory: Path) -> tup
     None picks the original checkpoint when `directory` holds it, else the built-in model (when this
     installation has one; else the original's expected place, so the error names the missing file).
     "builtin" without a shipped model raises WeightsError saying so."""
-    return _choose(choice, directory, VIDEO_FILES, builtin_video_file, builtin_missing_message)
+    path, which = choose_model(choice, directory, VIDEO_FILES, builtin_video_file())
+    if which == "builtin" and path is None:
+        raise WeightsError(builtin_missing_message())
+    return path, which
 
 
 def choose_audio_model(choice: str | os.PathLike | None, directory: Path) -> tuple[Path | None, str]:
@@ -56,7 +48,10 @@ def choose_audio_model(choice: str | os.PathLike | None, directory: Path) -> tup
     WeightsError saying so; "none" judges no audio."""
     if choice is not None and str(choice) == "none":
         return None, "none"
-    return _choose(choice, directory, AUDIO_FILES, builtin_audio_file, builtin_audio_missing_message)
+    path, which = choose_model(choice, directory, AUDIO_FILES, builtin_audio_file())
+    if which == "builtin" and path is None:
+        raise WeightsError(builtin_audio_missing_message())
+    return path, which
 
 
 def find_model_files(models_dir: str | os.PathLike | None = None, video_model: str | os.PathLike | None = None,
@@ -72,7 +67,7 @@ def find_model_files(models_dir: str | os.PathLike | None = None, video_model: s
     if require_audio and (audio_path is None or not audio_path.is_file()):
         missing.append(str(audio_path) if audio_model else AUDIO_FILES[-1])
     if missing:
-        raise ModelFilesMissing(missing, str(directory), [str(p) for p in models_dir_candidates(models_dir)])
+        raise files_missing(missing, directory, [str(p) for p in models_dir_candidates(models_dir)])
     assert video_path is not None
     return ModelFiles(directory, video_path, video_choice,
                       audio_path if audio_path is not None and audio_path.is_file() else None)

@@ -11,6 +11,7 @@ from PIL import Image
 from torch import nn
 
 from .errors import CheckpointError
+from .offline import hub_offline
 
 # The architectures a model file may name (the "architecture" field of its metadata): timm builds each of
 # them locally, from code, with pretrained=False. Nothing else is ever built: a hub name ("hf-hub:org/name",
@@ -177,6 +178,7 @@ def build_model(spec: ModelSpec) -> nn.Module:
     """A randomly initialised network in `spec`'s layout (weights come from a checkpoint). Only the
     architectures in KNOWN_ARCHITECTURES are built (CheckpointError otherwise): nothing reaches the network."""
     check_architecture(spec.architecture, spec.head, "the model spec")
+    hub_offline()  # the second wall, for a library user who did not call process.configure_process()
     num_classes = len(spec.class_names)
     if spec.head == "speech-cnn":
         if spec.architecture != SPEECH_CNN:

@@ -21,8 +21,8 @@ import numpy as np
 import openvino as ov
 import torch
 
-from . import __version__
 from .runtime import fold_batchnorm
+from .version import __version__
 
 CACHE_ENV = "DEEPFAKE_OPENVINO_CACHE"  # folder for converted models (default: the per-user cache)
 SOURCE_FILE = "source.json"  # in each cache entry: what it was converted from

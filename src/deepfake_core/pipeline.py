@@ -17,24 +17,23 @@ import cv2
 import numpy as np
 import torch
 
-from . import __version__
 from .audio import SAMPLE_RATE, WINDOW_S, AudioStats, audio_chunks, log_mel, mel_batches, read_audio
 from .checkpoints import LoadedModel, load_model
-from .errors import CheckpointError, MediaTooLarge, ModelFilesMissing, NoVideoStream, UnreadableMedia
-from .faces import (DNN_INPUT, DnnFaceDetector, FaceBox, HaarFaceDetector, HybridFaceDetector, assign_tracks,
-                    crop_face)
+from .errors import CheckpointError, MediaTooLarge, NoVideoStream, UnreadableMedia
+from .faces import DNN_INPUT, FaceBox, HybridFaceDetector, assign_tracks, crop_face, load_face_detector
 from .fusion import AGGREGATIONS, fuse, softmax, video_p_fake
 from .limits import Deadline
-from .model_files import choose_audio_model, choose_video_model
+from .model_files import choose_audio_model, choose_video_model, files_missing
 from .models import blank_input, face_tensor, is_speech_model
 from .report import (FAKE, NOT_APPLICABLE, REAL, UNCERTAIN, AudioWindow, ModalityResult, Report, Thumbnail,
                      TimelineRow, Track)
 from .runtime import make_runner, pick_device, pick_precision, pick_runtime
 from .settings import RUNTIMES, AnalysisSettings, check_choice
 from .speech import has_speech, speech_windows
+from .registry import (AUDIO_FILES, AUDIO_MODEL_CARD, BUILTIN_AUDIO_FILE, BUILTIN_VIDEO_FILE, MODEL_CARD, VIDEO_FILES,
+                       models_dir_candidates, resolve_models_dir)
+from .version import __version__
 from .video import DecodeStats, MediaInfo, probe, read_frames, sample_indices
-from .weights import (AUDIO_FILES, AUDIO_MODEL_CARD, BUILTIN_AUDIO_FILE, BUILTIN_VIDEO_FILE, FACE_CAFFEMODELS,
-                      FACE_PROTOTXT, MODEL_CARD, VIDEO_FILES, first_existing, models_dir_candidates, resolve_models_dir)
 
 Progress = Callable[[float, str], None]
 THUMBNAIL_SIDE = 320  # pixels, longest side of a kept thumbnail
@@ -151,7 +150,7 @@ class Detector:
         if (require_audio or audio_choice == "path") and (audio_path is None or not audio_path.is_file()):
             missing.append(str(audio_path) if audio_choice == "path" else AUDIO_FILES[-1])
         if missing:
-            raise ModelFilesMissing(missing, str(directory), searched)
+            raise files_missing(missing, directory, searched)
         video = None if no_video else load_model(video_path, "video")
         if video is None:
             notes.append(f"faces not judged: the video model ({VIDEO_FILES[-1]}) is not in {directory}")
@@ -174,8 +173,8 @@ class Detector:
         elif audio_choice != "none":
             notes.append(f"audio not judged: the audio model ({AUDIO_FILES[-1]}) is not in {directory}")
         if video is None and audio is None:  # nothing could be judged
-            raise ModelFilesMissing([VIDEO_FILES[-1]], str(directory), searched)
-        faces, face_files = _load_face_detector(directory, notes)
+            raise files_missing([VIDEO_FILES[-1]], directory, searched)
+        faces, face_files = load_face_detector(directory, notes)
         dev = pick_device("cpu" if runtime == "openvino" and device == "auto" else device)
         return cls(video, audio, faces, dev, pick_precision(precision, dev), directory, notes, face_files,
                    compile=compile, warmup=warmup, runtime=runtime)
@@ -259,7 +258,7 @@ class _Run:
         if self.s.audio_only:
             return self._voice_only("--audio-only")
         if self.d.video is None:
-            raise ModelFilesMissing([VIDEO_FILES[-1]], str(self.d.models_dir), [str(self.d.models_dir)])
+            raise files_missing([VIDEO_FILES[-1]], self.d.models_dir, [str(self.d.models_dir)])
         if self.info.is_still_image:
             return self._not_applicable("still_image")
         indices = sample_indices(self.info.frame_count, self.s.frame_skip, self.s.max_samples)
@@ -691,14 +690,3 @@ def _thumbnail(image_bgr: np.ndarray, index: int, time_s: float, boxes: list[Fac
     small = cv2.resize(image_bgr, (max(1, int(w * scale)), max(1, int(h * scale))), interpolation=cv2.INTER_AREA)
     scaled = [[int(v * scale) for v in (b.x1, b.y1, b.x2, b.y2)] for b in boxes]
     return Thumbnail(index, time_s, cv2.cvtColor(small, cv2.COLOR_BGR2RGB), scaled, scale)
-
-
-def _load_face_detector(directory: Path, notes: list[str]) -> tuple[HybridFaceDetector, list[Path]]:
-    prototxt = directory / FACE_PROTOTXT
-    caffemodel = first_existing(directory, FACE_CAFFEMODELS)
-    haar = HaarFaceDetector()
-    if prototxt.is_file() and caffemodel is not None:
-        return HybridFaceDetector(DnnFaceDetector(prototxt, caffemodel), haar), [prototxt, caffemodel]
-    notes.append(f"faces found by the Haar cascade only: the res10 face detector files ({FACE_PROTOTXT}, "
-                 f"{FACE_CAFFEMODELS[0]}) are not in {directory} (deepfake-detect weights pull)")
-    return HybridFaceDetector(None, haar), []

@@ -1,7 +1,7 @@
 """`scan` on a Ray cluster: `deepfake-detect scan PATH... --out FILE --ray [auto|ADDRESS]` and `scan_ray()`.
 
 Ray Data reads the list of files (one block per file) and an actor pool of analysers runs them: each actor loads
-the models once, then analyses one file per call, exactly as the local scan does (`cli.scan_record` makes the
+the models once, then analyses one file per call, exactly as the local scan does (`cli/files.scan_record` makes the
 rows of both). The driver writes each row as it arrives and flushes it, so the output file is the checkpoint:
 a re-run with the same --out skips the files already in it.
 
@@ -74,7 +74,7 @@ def add_ray_options(p: argparse.ArgumentParser) -> None:
 
 
 def cmd_scan_ray(args: argparse.Namespace) -> int:
-    from .cli import EXIT_OK, settings_from_args
+    from .cli.common import EXIT_OK, settings_from_args
 
     options = {name: getattr(args, name, None) for name in (
         "models_dir", "device", "precision", "video_model", "compile", "no_calibration",
@@ -152,7 +152,7 @@ def filesystem_for(url: str):
 def list_inputs(paths: Iterable[str]) -> list[tuple[str, str]]:
     """(the path as rows show it, what a worker opens) for each input file, folders walked and sorted like the
     local scan; a local path is opened by its absolute path, a URL as it is. Duplicates are dropped."""
-    from .cli import VIDEO_EXTENSIONS, iter_videos
+    from .cli.files import VIDEO_EXTENSIONS, iter_videos
 
     found: dict[str, str] = {}
     for name in paths:
@@ -206,7 +206,7 @@ def check_out(out: Path) -> None:
 def read_done(out: Path) -> set[str]:
     """The paths already in a results file (error rows included). A last line cut short by a stopped run is
     removed, so that the file takes appended rows."""
-    from .cli import SCAN_FIELDS
+    from .cli.files import SCAN_FIELDS
 
     if not out.is_file() or out.stat().st_size == 0:
         return set()
@@ -235,7 +235,7 @@ class ResultsWriter:
     """Appends rows to the results file, flushing each one (the CSV header once, for a new file)."""
 
     def __init__(self, out: Path):
-        from .cli import SCAN_FIELDS
+        from .cli.files import SCAN_FIELDS
 
         out.parent.mkdir(parents=True, exist_ok=True)
         new = not out.is_file() or out.stat().st_size == 0
@@ -282,7 +282,10 @@ class Analyser:
     """One actor of the pool: loads the models once, then turns batches of files into rows (JSON strings)."""
 
     def __init__(self, options: dict, settings, jsonl: bool, ledger, max_attempts: int):
-        from .cli import calibrated_settings, load_detector
+        from .cli.common import calibrated_settings, load_detector
+        from .process import configure_process
+
+        configure_process()  # a Ray worker is a process of its own: before its models load
 
         args = argparse.Namespace(**options)
         try:
@@ -301,7 +304,7 @@ class Analyser:
     def row(self, key: str, source: str) -> dict:
         import ray
 
-        from .cli import scan_record
+        from .cli.files import scan_record
 
         try:
             attempt = ray.get(self.ledger.start.remote(key, os.getpid()))

@@ -1,4 +1,5 @@
-"""`deepfake-detect serve`: run the web page (Streamlit) in this process.
+"""The web page's server: its Streamlit options and the port check (`deepfake-detect serve`, cli/serve.py,
+runs the page in this process).
 
 The page ships inside the package (deepfake_core/webapp/streamlit_app.py), so an installed copy serves it
 with no source checkout. The models folder, device and precision reach the page through the environment
@@ -8,12 +9,9 @@ with no source checkout. The models folder, device and precision reach the page 
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import os
 import socket
-import sys
 
-from .cli import EXIT_INPUT, add_model_options
 from .errors import InputError
 
 DEFAULT_PORT = 8501
@@ -27,19 +25,6 @@ SERVER_OPTIONS = {
     "client.toolbarMode": "minimal",
     "client.showErrorDetails": "none",  # no tracebacks for users
 }
-
-
-def register(subparsers) -> None:
-    p = subparsers.add_parser("serve", help="start the web page (upload a video, read the verdict)",
-                              description="Start the web page. Open the address it prints in a browser.")
-    p.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"port to listen on (default: {DEFAULT_PORT})")
-    p.add_argument("--host", default=DEFAULT_HOST,
-                   help=f"address to listen on (default: {DEFAULT_HOST}, this machine only; 0.0.0.0 = every "
-                        f"network interface)")
-    p.add_argument("--max-upload-mb", type=int, default=DEFAULT_MAX_UPLOAD_MB, metavar="MB",
-                   help=f"largest video a user may upload (default: {DEFAULT_MAX_UPLOAD_MB})")
-    add_model_options(p)
-    p.set_defaults(func=cmd_serve)
 
 
 def streamlit_flags(args: argparse.Namespace) -> list[str]:
@@ -73,32 +58,3 @@ def check_port(host: str, port: int) -> None:
         except OSError as e:
             raise InputError(f"cannot listen on {host}:{port} ({e.strerror}); is another server using it? "
                              f"Pick another port with --port") from e
-
-
-def cmd_serve(args: argparse.Namespace) -> int:
-    if importlib.util.find_spec("streamlit") is None or importlib.util.find_spec("altair") is None:
-        print("error: the web page needs Streamlit and Altair: pip install 'deepfake-detector[app]'",
-              file=sys.stderr)
-        return EXIT_INPUT
-    if args.max_upload_mb < 1:
-        raise InputError(f"--max-upload-mb must be at least 1; got {args.max_upload_mb}")
-    check_port(args.host, args.port)
-    from .weights import MODELS_DIR_ENV, VIDEO_FILES, first_existing, resolve_models_dir
-    from .webapp import PAGE
-
-    if args.models_dir:
-        os.environ[MODELS_DIR_ENV] = str(args.models_dir)
-    os.environ["DEEPFAKE_DEVICE"] = args.device
-    os.environ["DEEPFAKE_PRECISION"] = args.precision
-    os.environ["DEEPFAKE_RUNTIME"] = args.runtime
-    models_dir = resolve_models_dir(args.models_dir)
-    if first_existing(models_dir, VIDEO_FILES) is None:
-        print(f"note: no video model in {models_dir}; the page will say how to get it "
-              f"(deepfake-detect weights pull --models-dir {models_dir})", file=sys.stderr)
-    shown = "localhost" if args.host in ("127.0.0.1", "::1") else args.host
-    print(f"Deepfake Detector web page: http://{shown}:{args.port}  (Ctrl+C stops it)", file=sys.stderr)
-
-    from streamlit.web import cli as streamlit_cli
-
-    streamlit_cli.main(["run", str(PAGE), *streamlit_flags(args)], prog_name="streamlit", standalone_mode=False)
-    return 0

@@ -60,7 +60,6 @@ class DecodeStats:
     frames_converted: int = 0  # frames turned into image arrays (the sampled ones)
     error: str | None = None  # why decoding stopped early, if it did
     last_time_s: float = 0.0
-    notes: list[str] = field(default_factory=list)
     max_pixels: int | None = None  # every decoded frame is checked against it (MediaTooLarge)
 
     def decoded(self, frame: av.VideoFrame, path) -> None:

@@ -25,8 +25,8 @@ from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from .. import __version__
 from ..errors import DeepfakeError, NoVideoStream, SettingsError
+from ..version import __version__
 from .service import FAILED, FINISHED, AnalysisService, QueueFull, error_code
 from .upload import UploadError, receive_multipart, safe_name
 
@@ -122,7 +122,7 @@ def parse_options(given: dict) -> dict:
 def settings_for(options: dict, detector):
     """AnalysisSettings as `deepfake-detect analyze` makes them: the options given, the models folder's
     calibration for the calibrated values not given (unless no_calibration)."""
-    from ..cli import calibrated_settings
+    from ..cli.common import calibrated_settings
     from ..settings import AnalysisSettings
 
     try:

@@ -32,7 +32,6 @@ from ..models import ModelSpec, face_tensor
 from .augment import SpecAugment, VideoAugment
 from .cache import CachedItem
 
-SPLITS = ("train", "val", "test")
 
 
 class SampleSource(Protocol):

@@ -27,63 +27,16 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from .. import __version__
 from ..checkpoints import load_model, normalise_keys, read_state_dict, save_safetensors
 from ..errors import CheckpointError, SettingsError
 from ..models import FAKE, ORIGINAL_AUDIO, ORIGINAL_VIDEO, ModelSpec
 from ..runtime import autocast, pick_device
 from ..settings import check_choice
+from ..version import __version__
+from .config import TrainConfig
 from .metrics import binary_metrics, group_mean
 
-SCHEDULES = ("cosine", "plateau")
-MONITORS = ("val_auc", "val_item_auc")
 BEST_FILE = "best.safetensors"
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    modality: str  # "video" or "audio"
-    epochs: int = 10
-    batch_size: int = 32
-    lr: float = 1e-4  # AdamW learning rate (the original audio run used 1e-3 from ImageNet weights)
-    weight_decay: float = 1e-4
-    schedule: str = "cosine"  # cosine: per step down to lr/100; plateau: halve when the monitor stalls
-    patience: int = 3  # epochs without a better monitor value before stopping
-    min_delta: float = 1e-4  # smallest improvement that counts
-    monitor: str = "val_auc"  # val_auc (per face or window) or val_item_auc (mean score per media file)
-    balance: bool = True  # weight the loss by inverse class frequency (FakeAVCeleb is 97 % fake)
-    label_smoothing: float = 0.0
-    grad_clip: float | None = 5.0  # max gradient norm; None = no clipping
-    workers: int = 2  # DataLoader worker processes
-    device: str = "auto"  # auto: CUDA, MPS, then CPU
-    precision: str = "auto"  # auto: bf16 autocast on a CUDA GPU that has it, else fp32
-    channels_last: bool | None = None  # None: on a GPU
-    seed: int = 0
-    max_steps_per_epoch: int | None = None  # cut epochs short (quick runs, tests)
-    max_eval_batches: int | None = None  # cut validation short (quick runs, tests)
-    augment: bool = True
-    # data (recorded here so config.json says everything about the run)
-    val_fraction: float = 0.15
-    test_fraction: float = 0.15
-    trim_silence: bool = False  # audio: drop windows starting in the leading silence
-    init: str | None = None  # local ImageNet weights file the backbone started from (no download, ever)
-    name: str | None = None  # model name written into the checkpoint (default: the run folder's name)
-
-    def __post_init__(self):
-        check_choice("modality", self.modality, ("video", "audio"))
-        check_choice("schedule", self.schedule, SCHEDULES)
-        check_choice("monitor", self.monitor, MONITORS)
-        check_choice("precision", self.precision, ("auto", "fp32", "bf16"))
-        for name in ("epochs", "batch_size", "patience"):
-            if int(getattr(self, name)) < 1:
-                raise SettingsError(f"{name} must be >= 1; got {getattr(self, name)!r}")
-        if self.workers < 0:
-            raise SettingsError(f"workers must be >= 0; got {self.workers}")
-        if not self.lr > 0:
-            raise SettingsError(f"lr must be > 0; got {self.lr}")
-
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
 
 
 @dataclass

@@ -191,11 +191,11 @@ def prepare_item(media: LabelledMedia, options: PrepareOptions, faces: HybridFac
 def load_face_detector(models_dir: str | os.PathLike | None) -> tuple[HybridFaceDetector, list[str]]:
     """The res10 + Haar hybrid from the models directory, exactly as `Detector.load` builds it; and notes
     (e.g. Haar only when the res10 files are missing)."""
-    from ..pipeline import _load_face_detector
-    from ..weights import resolve_models_dir
+    from ..faces import load_face_detector as load_hybrid
+    from ..registry import resolve_models_dir
 
     notes: list[str] = []
-    detector, _ = _load_face_detector(resolve_models_dir(models_dir), notes)
+    detector, _ = load_hybrid(resolve_models_dir(models_dir), notes)
     return detector, notes
 
 

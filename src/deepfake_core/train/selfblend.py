@@ -32,9 +32,6 @@ from .cache import CachedItem
 LANDMARK_PACKAGE = "face_recognition_models"
 LANDMARK_FILE = "shape_predictor_68_face_landmarks.dat"
 BOX_JITTER = 0.06  # training: the cut box moves/grows by up to this fraction of its size
-# train-real clips that are beauty-filtered phone videos (the app smooths and reshapes the face): labelled
-# "real" they would teach that smoothed faces are real, so the built-in model leaves them out.
-BEAUTY_FILTERED = ("*/LivePortrait/driving/d10.mp4", "*/LivePortrait/driving/d14.mp4")
 
 
 def landmark_model_file() -> Path:

@@ -11,7 +11,7 @@ from pathlib import Path
 from PIL import Image, ImageDraw, ImageFont
 
 from ..report import FAKE, NOT_APPLICABLE, REAL, UNCERTAIN, Report, unofficial_models, unofficial_sentence
-from ..weights import pinned_entry
+from ..registry import pinned_entry
 
 VERDICT_LABELS = {REAL: "REAL", FAKE: "FAKE", UNCERTAIN: "UNCERTAIN", NOT_APPLICABLE: "NOT APPLICABLE"}
 VERDICT_COLOURS = {REAL: "green", FAKE: "red", UNCERTAIN: "orange", NOT_APPLICABLE: "gray"}  # Streamlit colour names

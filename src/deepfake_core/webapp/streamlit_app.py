@@ -22,11 +22,15 @@ from pathlib import Path
 import altair as alt
 import streamlit as st
 
-from deepfake_core import (AnalysisSettings, CheckpointError, DeepfakeError, Detector, InputError, MediaTooLarge,
-                           ModelFilesMissing, SettingsError, UnreadableMedia, weights)
-from deepfake_core.calibration import find_calibration
-from deepfake_core.settings import DEFAULT_ABSTAIN_BELOW, FUSION_STRATEGIES
-from deepfake_core.webapp import present
+from deepfake_core.process import configure_process
+
+configure_process()  # this page is an entry point: the OpenMP policy before torch loads (process.py)
+
+from deepfake_core import (AnalysisSettings, CheckpointError, DeepfakeError, Detector, InputError,  # noqa: E402
+                           MediaTooLarge, ModelFilesMissing, SettingsError, UnreadableMedia, registry, weights)
+from deepfake_core.calibration import find_calibration  # noqa: E402
+from deepfake_core.settings import DEFAULT_ABSTAIN_BELOW, FUSION_STRATEGIES  # noqa: E402
+from deepfake_core.webapp import present  # noqa: E402
 
 AUDIO_UPLOAD_TYPES = ["wav", "flac", "mp3", "m4a", "ogg", "opus"]  # judged by the voice alone
 UPLOAD_TYPES = ["mp4", "avi", "mov", "mkv", "webm", *AUDIO_UPLOAD_TYPES]
@@ -79,9 +83,9 @@ def load_detector(models_dir: str, device: str, precision: str, video_model: str
 def video_model_choices(models_dir: str) -> list[str]:
     """The video models this server can load: automatic, plus original and built-in where present."""
     choices = [AUTO_MODEL]
-    if weights.first_existing(Path(models_dir), weights.VIDEO_FILES) is not None:
+    if registry.first_existing(Path(models_dir), registry.VIDEO_FILES) is not None:
         choices.append("original")
-    if weights.builtin_video_file() is not None:
+    if registry.builtin_video_file() is not None:
         choices.append("builtin")
     return choices
 
@@ -115,7 +119,7 @@ def calibration_defaults(detector: Detector) -> tuple[dict, str | None]:
 
 
 def model_config() -> tuple[str, str, str]:
-    models_dir = weights.resolve_models_dir(None).expanduser().resolve()
+    models_dir = registry.resolve_models_dir(None).expanduser().resolve()
     return str(models_dir), os.environ.get("DEEPFAKE_DEVICE", "auto"), os.environ.get("DEEPFAKE_PRECISION", "auto")
 
 
@@ -161,9 +165,8 @@ def missing_models_panel(e: ModelFilesMissing) -> None:
 
 
 def missing_entries(models_dir: str) -> list:
-    """The registry files not in the models folder (empty when the weights module cannot tell)."""
-    missing_files = getattr(weights, "missing_files", None)
-    return list(missing_files(models_dir)) if callable(missing_files) else []
+    """The registry files not in the models folder."""
+    return list(registry.missing_files(models_dir))
 
 
 def pull_button(models_dir: str, key: str) -> None:

@@ -1,6 +1,6 @@
 """`deepfake-detect weights list | pull | verify | path | convert`: the model files on the command line.
 
-Registered through `cli.COMMAND_MODULES`. Exit codes as for every command: 0 done; 2 usage (an unknown
+Exit codes as for every command: 0 done; 2 usage (an unknown
 file name, a bad option); 3 a file missing, corrupt or not downloadable (`verify` exits 0 only when
 every requested file is ok).
 """
@@ -12,15 +12,11 @@ import json
 import os
 import sys
 
-from . import weights
-from .cli import EXIT_MODELS, EXIT_OK
-from .errors import ModelFilesMissing, SettingsError
-
-
-def add_models_dir(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--models-dir", metavar="DIR",
-                   help="folder with the model files (default: $DEEPFAKE_MODELS_DIR, ./models, "
-                        "then ~/.cache/deepfake-detector/models)")
+from .. import registry
+from ..download import DownloadOptions
+from ..errors import SettingsError
+from ..model_files import files_missing
+from .common import EXIT_MODELS, EXIT_OK, add_models_dir
 
 
 def register(subparsers) -> None:
@@ -36,12 +32,12 @@ def register(subparsers) -> None:
 
     q = sub.add_parser("pull", help="download missing or corrupt model files and check their sha256")
     q.add_argument("names", nargs="*", metavar="NAME", help="which files (default: all): "
-                   + ", ".join(e.name for e in weights.REGISTRY))
+                   + ", ".join(e.name for e in registry.REGISTRY))
     q.add_argument("--mirror", metavar="URL",
-                   help=f"fetch each file from URL/<file name> instead of its origin (default: ${weights.MIRROR_ENV})")
-    q.add_argument("--timeout", type=float, default=weights.DownloadOptions.read_timeout, metavar="S",
+                   help=f"fetch each file from URL/<file name> instead of its origin (default: ${registry.MIRROR_ENV})")
+    q.add_argument("--timeout", type=float, default=DownloadOptions.read_timeout, metavar="S",
                    help="give up on a server that sends nothing for S seconds (default: %(default)s)")
-    q.add_argument("--retries", type=int, default=weights.DownloadOptions.retries, metavar="N",
+    q.add_argument("--retries", type=int, default=DownloadOptions.retries, metavar="N",
                    help="tries after a failure, each resuming the download (default: %(default)s)")
     q.add_argument("--quiet", "-q", action="store_true", help="no progress bar or notes on stderr")
     add_models_dir(q)
@@ -69,10 +65,10 @@ def register(subparsers) -> None:
 
 
 def cmd_list(args: argparse.Namespace) -> int:
-    directory = weights.resolve_models_dir(args.models_dir)
+    directory = registry.resolve_models_dir(args.models_dir)
     rows = []
-    for entry in weights.REGISTRY:
-        found = weights.installed_file(entry, directory)
+    for entry in registry.REGISTRY:
+        found = registry.installed_file(entry, directory)
         rows.append({
             "name": entry.name, "file": entry.filename, "bytes": entry.size, "sha256": entry.sha256,
             "url": entry.urls[0], "description": entry.description, "source": entry.source,
@@ -85,20 +81,22 @@ def cmd_list(args: argparse.Namespace) -> int:
     for row in rows:
         state = "missing" if row["installed"] is None else (
             "present" if row["installed"] == row["file"] else f"present as {row['installed']}")
-        print(f"  {row['name']:<13} {row['file']:<48} {weights.megabytes(row['bytes']):>9}  {state}")
+        print(f"  {row['name']:<13} {row['file']:<48} {registry.megabytes(row['bytes']):>9}  {state}")
         print(f"  {'':<13} {row['description']}")
     missing = [r["name"] for r in rows if r["installed"] is None]
     if missing:
-        print(f"missing: {', '.join(missing)} -> {weights.PULL_COMMAND} --models-dir {directory}")
+        print(f"missing: {', '.join(missing)} -> {registry.PULL_COMMAND} --models-dir {directory}")
     print("(present means the file is there; `deepfake-detect weights verify` checks its sha256)")
     return EXIT_OK
 
 
 def cmd_pull(args: argparse.Namespace) -> int:
-    options = weights.DownloadOptions(read_timeout=args.timeout, connect_timeout=min(15.0, args.timeout),
+    from ..weights import pull
+
+    options = DownloadOptions(read_timeout=args.timeout, connect_timeout=min(15.0, args.timeout),
                                       retries=args.retries)
-    directory = weights.resolve_models_dir(args.models_dir)
-    paths = weights.pull(args.names or None, directory, mirror=args.mirror, progress=not args.quiet,
+    directory = registry.resolve_models_dir(args.models_dir)
+    paths = pull(args.names or None, directory, mirror=args.mirror, progress=not args.quiet,
                          options=options)
     for path in paths:
         print(path)
@@ -106,23 +104,25 @@ def cmd_pull(args: argparse.Namespace) -> int:
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
-    directory = weights.resolve_models_dir(args.models_dir)
-    status = weights.verify(args.names or None, directory)
+    from ..weights import OK, verify
+
+    directory = registry.resolve_models_dir(args.models_dir)
+    status = verify(args.names or None, directory)
     if args.json:
         print(json.dumps({"models_dir": str(directory), "files": status}, indent=2))
     else:
         for name, state in status.items():
-            print(f"{state:<8} {name:<13} {directory / weights.registry_entry(name).filename}")
-    bad = [name for name, state in status.items() if state != weights.OK]
+            print(f"{state:<8} {name:<13} {directory / registry.registry_entry(name).filename}")
+    bad = [name for name, state in status.items() if state != OK]
     if bad:
         print(f"error: {len(bad)} of {len(status)} model files not ok ({', '.join(bad)}). Install them with:  "
-              f"{weights.PULL_COMMAND} {' '.join(bad)} --models-dir {directory}", file=sys.stderr)
+              f"{registry.PULL_COMMAND} {' '.join(bad)} --models-dir {directory}", file=sys.stderr)
         return EXIT_MODELS
     return EXIT_OK
 
 
 def cmd_path(args: argparse.Namespace) -> int:
-    print(os.fspath(weights.resolve_models_dir(args.models_dir)))
+    print(os.fspath(registry.resolve_models_dir(args.models_dir)))
     return EXIT_OK
 
 
@@ -131,15 +131,17 @@ def cmd_convert(args: argparse.Namespace) -> int:
     if args.out and len(sources) != 1:
         raise SettingsError("--out needs exactly one SOURCE")
     if not sources:
-        directory = weights.resolve_models_dir(args.models_dir)
+        directory = registry.resolve_models_dir(args.models_dir)
         sources = [name for name in ("video", "audio")
-                   if (directory / weights.registry_entry(name).filename).is_file()]
+                   if (directory / registry.registry_entry(name).filename).is_file()]
         if not sources:
-            raise ModelFilesMissing([weights.registry_entry(n).filename for n in ("video", "audio")], str(directory))
+            raise files_missing([registry.registry_entry(n).filename for n in ("video", "audio")], directory)
+    from ..convert import convert  # imports torch
+
     for source in sources:
-        out = weights.convert(source, args.out, modality=args.modality, fp16=args.fp16, models_dir=args.models_dir)
+        out = convert(source, args.out, modality=args.modality, fp16=args.fp16, models_dir=args.models_dir)
         check = "probabilities within 1e-2" if args.fp16 else "probabilities identical"
-        preferred = out.name in weights.VIDEO_FILES + weights.AUDIO_FILES
-        print(f"{source} -> {out} ({'fp16' if args.fp16 else 'fp32'}, {weights.megabytes(out.stat().st_size)}, "
+        preferred = out.name in registry.VIDEO_FILES + registry.AUDIO_FILES
+        print(f"{source} -> {out} ({'fp16' if args.fp16 else 'fp32'}, {registry.megabytes(out.stat().st_size)}, "
               f"{check}" + ("; loaded in preference to the original" if preferred else "") + ")")
     return EXIT_OK

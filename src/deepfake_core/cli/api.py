@@ -1,0 +1,79 @@
+"""`deepfake-detect api`: the HTTP API (api/: the app and its workers), served by uvicorn."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from ..api import DEFAULT_HOST, DEFAULT_MAX_UPLOAD_MB, DEFAULT_PORT, KEYS_ENV, NEEDS
+from ..errors import InputError
+from ..serve import check_port
+from .common import EXIT_INPUT, add_model_options, load_detector, missing_extra, shown_host
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser(
+        "api", help="start the HTTP API (upload a video, poll, read the JSON report)",
+        description="Start the HTTP API. The OpenAPI document is at /openapi.json, the docs page at /docs. "
+                    f"API keys: ${KEYS_ENV} (comma-separated) or --api-keys-file; without either, no key is needed.")
+    p.add_argument("--host", default=DEFAULT_HOST,
+                   help=f"address to listen on (default: {DEFAULT_HOST}, this machine only; 0.0.0.0 = every "
+                        f"network interface)")
+    p.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"port to listen on (default: {DEFAULT_PORT})")
+    p.add_argument("--workers", type=int, default=1, metavar="N",
+                   help="analyses run at once, in threads sharing one loaded model (default: 1)")
+    p.add_argument("--queue-size", type=int, default=8, metavar="N",
+                   help="analyses that may wait for a worker; one more is refused with 429 (default: 8)")
+    p.add_argument("--max-upload-mb", type=float, default=DEFAULT_MAX_UPLOAD_MB, metavar="MB",
+                   help=f"largest upload; a bigger one is refused with 413 as it streams (default: "
+                        f"{DEFAULT_MAX_UPLOAD_MB})")
+    p.add_argument("--result-ttl", type=float, default=3600.0, metavar="S",
+                   help="seconds a finished analysis (report, timeline) is kept, then forgotten (default: 3600)")
+    p.add_argument("--wait-timeout", type=float, default=300.0, metavar="S",
+                   help="longest a ?wait=true request waits before answering 202 (default: 300)")
+    p.add_argument("--allow-dir", metavar="DIR",
+                   help="also take JSON {\"path\": ...} requests naming files inside DIR (default: uploads only)")
+    p.add_argument("--api-keys-file", metavar="FILE",
+                   help=f"API keys, one per line (with ${KEYS_ENV}: either key works)")
+    add_model_options(p)
+    p.set_defaults(func=cmd_api)
+
+
+def config_from_args(args: argparse.Namespace):
+    from ..api.app import ApiConfig, load_api_keys
+
+    for name in ("workers", "queue_size"):
+        if getattr(args, name) < 1:
+            raise InputError(f"--{name.replace('_', '-')} must be at least 1; got {getattr(args, name)}")
+    for name in ("max_upload_mb", "result_ttl", "wait_timeout"):
+        if not getattr(args, name) > 0:
+            raise InputError(f"--{name.replace('_', '-')} must be above 0; got {getattr(args, name)}")
+    allow_dir = None
+    if args.allow_dir:
+        allow_dir = Path(args.allow_dir)
+        if not allow_dir.is_dir():
+            raise InputError(f"--allow-dir {args.allow_dir}: no such folder")
+    return ApiConfig(workers=args.workers, queue_size=args.queue_size,
+                     max_upload_bytes=int(args.max_upload_mb * 2**20), result_ttl_s=args.result_ttl,
+                     wait_timeout_s=args.wait_timeout, allow_dir=allow_dir,
+                     api_keys=load_api_keys(os.environ.get(KEYS_ENV), args.api_keys_file))
+
+
+def cmd_api(args: argparse.Namespace) -> int:
+    if missing_extra(NEEDS, "the API", "api"):
+        return EXIT_INPUT
+    config = config_from_args(args)
+    check_port(args.host, args.port)
+    detector = load_detector(args)  # missing or broken model files stop here, with exit code 3
+
+    import uvicorn
+
+    from ..api.app import create_app
+
+    print(f"Deepfake Detector API: http://{shown_host(args.host)}:{args.port}  (docs /docs, {args.workers} worker(s), "
+          f"{'API keys required' if config.api_keys else 'no API key needed'}; Ctrl+C stops it)", file=sys.stderr)
+    uvicorn.run(create_app(detector, config), host=args.host, port=args.port, log_level="info",
+                timeout_graceful_shutdown=10)
+    return 0

@@ -1,0 +1,257 @@
+"""The model files this project knows, and where they are: the registry of pinned files (url, sha256, size),
+hashing, the models folder, the built-in models, the install hint, and which file a model choice names.
+
+It imports nothing else from the package (tests/test_import_graph.py checks it): it sits under every
+module that deals with model files (errors, weights, checkpoints, model_files, faces, the CLI).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+MODELS_DIR_ENV = "DEEPFAKE_MODELS_DIR"
+MIRROR_ENV = "DEEPFAKE_WEIGHTS_MIRROR"
+PULL_COMMAND = "deepfake-detect weights pull"
+_CHUNK = 1 << 20  # bytes hashed per read
+
+
+@dataclass(frozen=True)
+class WeightsFile:
+    name: str  # short name used on the command line
+    filename: str  # file name inside the models directory
+    urls: tuple[str, ...]  # origins, tried in order
+    sha256: str
+    size: int  # bytes
+    description: str
+    source: str  # where it comes from and under what terms
+
+
+REGISTRY: tuple[WeightsFile, ...] = (
+    WeightsFile(
+        name="video",
+        filename="epoch_007.pt",
+        urls=("https://media.githubusercontent.com/media/Mbulss/Deepfake-Detecetor/main/epoch_007.pt",),
+        sha256="ef01f8f6c5881a7b2b1383e91a8860b2cee89c2d49e4cb86fb31c26128f11897",
+        size=206_612_875,
+        description="video model: timm legacy_xception, 2 classes (FAKE, REAL), face crops 299x299",
+        source="Mbulss/Deepfake-Detecetor (Git LFS object), trained on FakeAVCeleb; "
+        "research use: FakeAVCeleb's terms apply",
+    ),
+    WeightsFile(
+        name="audio",
+        filename="best_audio_xception.pth",
+        urls=("https://media.githubusercontent.com/media/Mbulss/Deepfake-Detecetor/main/best_audio_xception.pth",),
+        sha256="e3629571f6795250f24e76f551bd73ee73272b542f3367733fc729e5097e5695",
+        size=264_347_911,
+        description="audio model: legacy_xception backbone + MLP head, mel windows 299x299",
+        source="Mbulss/Deepfake-Detecetor (Git LFS object), trained on FakeAVCeleb; "
+        "research use: FakeAVCeleb's terms apply",
+    ),
+    WeightsFile(
+        name="face-net",
+        filename="deploy.prototxt",
+        urls=("https://raw.githubusercontent.com/opencv/opencv/master/samples/dnn/face_detector/deploy.prototxt",),
+        sha256="dcd661dc48fc9de0a341db1f666a2164ea63a67265c7f779bc12d6b3f2fa67e9",
+        size=28_104,
+        description="res10 SSD face detector: network definition (Caffe prototxt)",
+        source="OpenCV samples (Apache-2.0)",
+    ),
+    WeightsFile(
+        name="face-weights",
+        filename="res10_300x300_ssd_iter_140000_fp16.caffemodel",
+        urls=(
+            "https://raw.githubusercontent.com/opencv/opencv_3rdparty/"
+            "dnn_samples_face_detector_20180205_fp16/res10_300x300_ssd_iter_140000_fp16.caffemodel",
+        ),
+        sha256="510ffd2471bd81e3fcc88a5beb4eae4fb445ccf8333ebc54e7302b83f4158a76",
+        size=5_351_047,
+        description="res10 SSD face detector: weights (fp16 Caffe model)",
+        source="OpenCV opencv_3rdparty, branch dnn_samples_face_detector_20180205_fp16",
+    ),
+)
+
+# File names the loader also accepts in place of a registry file.
+VIDEO_FILES = ("epoch_007.safetensors", "epoch_007.pt")  # preference order
+AUDIO_FILES = ("best_audio_xception.safetensors", "best_audio_xception.pth")
+FACE_PROTOTXT = "deploy.prototxt"
+FACE_CAFFEMODELS = ("res10_300x300_ssd_iter_140000_fp16.caffemodel", "res10_300x300_ssd_iter_140000.caffemodel")
+
+
+def registry_entry(name: str) -> WeightsFile:
+    for entry in REGISTRY:
+        if entry.name == name:
+            return entry
+    raise KeyError(f"unknown model file {name!r}; known: {', '.join(e.name for e in REGISTRY)}")
+
+
+def pinned_entry(sha256: str) -> WeightsFile | None:
+    """The registry entry whose pinned hash is `sha256`, if any."""
+    for entry in REGISTRY:
+        if entry.sha256 == sha256:
+            return entry
+    return None
+
+
+def sha256_file(path: str | os.PathLike) -> str:
+    """Hex sha256 of a file, read in chunks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(_CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def megabytes(size: int) -> str:
+    """A size for people: "206.6 MB", "28.1 kB"."""
+    return f"{size / 1e6:.1f} MB" if size >= 1e6 else f"{size / 1e3:.1f} kB"
+
+
+def user_cache_dir() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "deepfake-detector" / "models"
+
+
+def models_dir_candidates(explicit: str | os.PathLike | None = None) -> list[Path]:
+    """Where model files are looked for, in order: the argument, $DEEPFAKE_MODELS_DIR, ./models,
+    the per-user cache directory."""
+    if explicit:
+        return [Path(explicit).expanduser()]
+    if os.environ.get(MODELS_DIR_ENV):
+        return [Path(os.environ[MODELS_DIR_ENV]).expanduser()]
+    return [Path("models"), user_cache_dir()]
+
+
+def resolve_models_dir(explicit: str | os.PathLike | None = None) -> Path:
+    """The models directory in use: the first candidate holding a known model file, else the first
+    that exists, else the last (the per-user cache, to be created by `weights pull`)."""
+    candidates = models_dir_candidates(explicit)
+    known = {e.filename for e in REGISTRY} | set(VIDEO_FILES) | set(AUDIO_FILES) | set(FACE_CAFFEMODELS)
+    for path in candidates:
+        if path.is_dir() and any((path / name).is_file() for name in known):
+            return path
+    for path in candidates:
+        if path.is_dir():
+            return path
+    return candidates[-1]
+
+
+def first_existing(models_dir: Path, names: tuple[str, ...]) -> Path | None:
+    for name in names:
+        if (models_dir / name).is_file():
+            return models_dir / name
+    return None
+
+
+# -- what is installed ------------------------------------------------------------------------------------
+# Names the loader accepts in place of a registry file (a converted .safetensors, the fp32 caffemodel).
+_ALTERNATIVES = {"epoch_007.pt": VIDEO_FILES, "best_audio_xception.pth": AUDIO_FILES,
+                 FACE_CAFFEMODELS[0]: FACE_CAFFEMODELS}
+
+
+def accepted_files(entry: WeightsFile) -> tuple[str, ...]:
+    """The file names that stand for `entry` when the detector loads, in its order of preference."""
+    return _ALTERNATIVES.get(entry.filename, (entry.filename,))
+
+
+def installed_file(entry: WeightsFile, models_dir: str | os.PathLike) -> Path | None:
+    """The file the detector would load for `entry`, if any (existence only, no hashing)."""
+    return first_existing(Path(models_dir), accepted_files(entry))
+
+
+def missing_files(models_dir: str | os.PathLike | None = None) -> list[WeightsFile]:
+    """Registry entries for which the models directory holds no usable file (neither the pinned
+    file nor a file the loader accepts instead, such as a converted `.safetensors`). Fast: nothing is
+    hashed; `verify` checks the bytes."""
+    directory = resolve_models_dir(models_dir)
+    return [entry for entry in REGISTRY if installed_file(entry, directory) is None]
+
+
+def install_hint(filenames: Iterable[str], models_dir: str | os.PathLike) -> str:
+    """Lines naming each missing file (what it is, size, URL) and the one command that installs them."""
+    by_file = {}
+    for entry in REGISTRY:
+        for name in accepted_files(entry):
+            by_file.setdefault(name, entry)
+    lines = []
+    for name in filenames:
+        entry = by_file.get(Path(name).name)
+        if entry is None:
+            lines.append(f"  {name}")
+        else:
+            lines.append(f"  {entry.filename}  {entry.description}, {megabytes(entry.size)}, from {entry.urls[0]}")
+    lines.append(f"Install them with:  {PULL_COMMAND} --models-dir {models_dir}")
+    lines.append(f"Offline: download them elsewhere and copy them into {models_dir}, "
+                 f"then check them with: deepfake-detect weights verify --models-dir {models_dir}")
+    return "\n".join(lines)
+
+
+# -- the built-in video model (shipped inside the package) ------------------------------------------------
+BUILTIN_DIR = Path(__file__).resolve().parent / "builtin"
+BUILTIN_VIDEO_FILE = "video_lite0_pooled.safetensors"
+# The sha256 of the shipped built-in model: set it with the file. Only a file with this hash counts as the
+# shipped model in reports (None: none shipped yet, so any file in its place is reported as unofficial).
+BUILTIN_SHA256: str | None = "b0d7bbee8b039505854dcd809aff510f44f5b5b5c0a177fd9e4f98d97dcbd6e7"
+MODEL_CARD = "docs/MODEL_CARD.md"
+
+
+def builtin_video_file() -> Path | None:
+    """The built-in video model inside the installed package, or None when this build has none."""
+    path = BUILTIN_DIR / BUILTIN_VIDEO_FILE
+    return path if path.is_file() else None
+
+
+def is_shipped_builtin(path: str | os.PathLike, sha256: str) -> bool:
+    """True when `path` is the package's built-in model file and holds the shipped bytes (BUILTIN_SHA256)."""
+    try:
+        same_place = Path(path).resolve() == (BUILTIN_DIR / BUILTIN_VIDEO_FILE).resolve()
+    except OSError:
+        return False
+    return same_place and BUILTIN_SHA256 is not None and sha256 == BUILTIN_SHA256
+
+
+def builtin_missing_message() -> str:
+    return (f"the built-in video model ({BUILTIN_VIDEO_FILE}) is not part of this installation: no model "
+            f"trained by the project has been shipped yet ({MODEL_CARD} says why and how to train one). "
+            "Use --video-model original with the original checkpoint (deepfake-detect weights pull), "
+            "or --video-model PATH.")
+
+
+# -- the built-in audio model (shipped inside the package when it passed its rule) -------------------------
+BUILTIN_AUDIO_FILE = "audio_speechcnn.safetensors"
+AUDIO_MODEL_CARD = "docs/MODEL_CARD_AUDIO.md"
+
+
+def builtin_audio_file() -> Path | None:
+    """The built-in audio model inside the installed package, or None when this build has none."""
+    path = BUILTIN_DIR / BUILTIN_AUDIO_FILE
+    return path if path.is_file() else None
+
+
+def builtin_audio_missing_message() -> str:
+    return (f"the built-in audio model ({BUILTIN_AUDIO_FILE}) is not part of this installation "
+            f"({AUDIO_MODEL_CARD} says why and how to train one). Use --audio-model original with the original "
+            "checkpoint (deepfake-detect weights pull), or --audio-model PATH.")
+
+
+# -- which file a model choice names -------------------------------------------------------------------------
+def choose_model(choice: str | os.PathLike | None, directory: Path, originals: tuple[str, ...],
+                 builtin: Path | None) -> tuple[Path | None, str]:
+    """(file, which) for a --video-model / --audio-model value: which is "original", "builtin" or "path";
+    `builtin` is the shipped file (None: this installation has none, and ("builtin" -> (None, "builtin"))).
+
+    None picks the original file in `directory` when it is there, else the built-in one when shipped, else
+    (the original's absence: None, "original")."""
+    if choice is None or str(choice) == "":
+        original = first_existing(directory, originals)
+        if original is None and builtin is not None:
+            return builtin, "builtin"
+        return original, "original"
+    if str(choice) == "original":
+        return first_existing(directory, originals), "original"
+    if str(choice) == "builtin":
+        return builtin, "builtin"
+    return Path(choice), "path"
