@@ -21,7 +21,7 @@ import numpy as np
 import openvino as ov
 import torch
 
-from .runtime import fold_batchnorm
+from .batchnorm import fold_batchnorm
 from .version import __version__
 
 CACHE_ENV = "DEEPFAKE_OPENVINO_CACHE"  # folder for converted models (default: the per-user cache)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import copy
 import functools
 import importlib.util
 from pathlib import Path
@@ -12,6 +11,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from .batchnorm import fold_batchnorm
 from .settings import DEVICES, PRECISIONS, RUNTIMES, check_choice
 
 
@@ -63,19 +63,6 @@ def autocast(device: torch.device, precision: str):
     if precision == "bf16":
         return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
     return contextlib.nullcontext()
-
-
-def fold_batchnorm(module: nn.Module) -> tuple[nn.Module, bool]:
-    """(a copy of `module` in eval mode with each BatchNorm folded into the Conv or Linear layer it follows,
-    True) — the same function with fewer passes over memory; (an unfolded copy, False) when torch.fx cannot
-    trace the module. `module` itself is left unchanged."""
-    from torch.fx.experimental.optimization import fuse
-
-    module = module.eval()
-    try:
-        return fuse(module, inplace=False), True
-    except Exception:  # torch.fx raises many types on untraceable code; the unfolded copy is still correct
-        return copy.deepcopy(module), False
 
 
 def prepare_for_inference(module: nn.Module, device: torch.device, precision: str,

@@ -88,6 +88,11 @@ def validate(obj) -> None:
                 raise SettingsError(f"{f.name} must be a whole number >= {low}; got {value!r}", f.name)
 
 
+def widget_fields(cls) -> list[dataclasses.Field]:
+    """The fields of the dataclass `cls` that have a widget on the web page, in declaration order."""
+    return [f for f in dataclasses.fields(cls) if "widget" in f.metadata]
+
+
 def help_text(f: dataclasses.Field) -> str:
     """The help of a field's option, its default filled in."""
     return f.metadata["option"].help.format(default=f.default)

@@ -29,7 +29,7 @@ configure_process()  # this page is an entry point: the OpenMP policy before tor
 from deepfake_core import (AnalysisSettings, CheckpointError, DeepfakeError, Detector, InputError,  # noqa: E402
                            MediaTooLarge, ModelFilesMissing, SettingsError, UnreadableMedia, registry, weights)
 from deepfake_core.calibration import find_calibration  # noqa: E402
-from deepfake_core.settings import DEFAULT_ABSTAIN_BELOW, FUSION_STRATEGIES  # noqa: E402
+from deepfake_core.settings import widget_fields  # noqa: E402
 from deepfake_core.webapp import present  # noqa: E402
 
 AUDIO_UPLOAD_TYPES = ["wav", "flac", "mp3", "m4a", "ogg", "opus"]  # judged by the voice alone
@@ -38,24 +38,8 @@ MB = 1024 * 1024  # bytes
 COPY_CHUNK = 8 * MB  # bytes copied per write when saving an upload
 log = logging.getLogger("deepfake_core.webapp")
 
-FUSION_LABELS = {"equal": "equal (0.5 / 0.5)", "video_trust": "video trust (original rule)",
-                 "adaptive": "adaptive (confidence-weighted)", "noisy_or": "either fake (noisy-OR)",
-                 "max": "either fake (max)"}
 NO_TRUTH = "not given"
-HELP = {
-    "fusion": "How the face and voice scores are combined. **equal**: half each (the original app's default). "
-              "**video trust**: mostly the face (0.9 / 0.85 / 0.7 depending on how sure it is). "
-              "**adaptive**: the more confident model gets more weight (each at least 0.2). "
-              "**either fake**: a confidently fake face *or* voice is enough (a generated face over a real voice): "
-              "noisy-OR 1 - (1 - p_face)(1 - p_voice), or the larger of the two.",
-    "audio_temperature": "The voice model is over-confident; its scores are softened by dividing by this "
-                         "before they are combined. 1 = unchanged, higher = softer.",
-    "threshold": "The video is called REAL when the mean combined probability of REAL is above this. "
-                 "Lower it to call fewer videos FAKE.",
-    "frame_skip": "Look at every n-th frame. Smaller = more frames looked at, slower.",
-    "max_samples": "At most this many frames are analysed; a long video gets a wider spacing so the "
-                   "samples cover all of it. Lower = faster.",
-    "abstain": "Say UNCERTAIN instead of REAL or FAKE when the confidence is below the value you set.",
+HELP = {  # the settings widgets take theirs from the AnalysisSettings fields (settings.py)
     "truth": "If you already know whether this video is real or fake, the result says whether the detector "
              "got it right.",
     "explain": "After the analysis, show where the face model saw FAKE in the most suspicious faces (Grad-CAM "
@@ -218,29 +202,40 @@ def settings_panel(calibrated: dict | None = None, calibration_line: str | None 
     d = AnalysisSettings().replace(**{k: v for k, v in calibrated.items()
                                       if k in ("fusion", "audio_temperature", "video_temperature", "threshold")})
     with st.sidebar:
-        fusion = st.selectbox("Fusion strategy", FUSION_STRATEGIES, index=FUSION_STRATEGIES.index(d.fusion),
-                              format_func=FUSION_LABELS.get, help=HELP["fusion"], key="fusion")
-        temperature = st.slider("Audio temperature", 1.0, 10.0, min(max(float(d.audio_temperature), 1.0), 10.0),
-                                0.1, help=HELP["audio_temperature"], key="audio_temperature")
-        threshold = st.slider("Decision threshold", 0.3, 0.7, min(max(float(d.threshold), 0.3), 0.7), 0.01,
-                              help=HELP["threshold"], key="threshold")
-        frame_skip = st.slider("Frame skip", 1, 15, d.frame_skip, help=HELP["frame_skip"], key="frame_skip")
-        max_samples = st.number_input("Max frames to sample", 1, 1000, d.max_samples, 10,
-                                      help=HELP["max_samples"], key="max_samples")
-        abstain = st.checkbox("Say UNCERTAIN when confidence is low", value=d.abstain_below is not None,
-                              help=HELP["abstain"], key="abstain")
-        abstain_below = st.slider("…below this confidence", 0.5, 0.95, float(d.abstain_below or DEFAULT_ABSTAIN_BELOW),
-                                  0.01, disabled=not abstain, key="abstain_below")
+        settings = {f.name: setting_widget(f, getattr(d, f.name)) for f in widget_fields(AnalysisSettings)}
         truth = st.selectbox("Ground truth (optional)", [NO_TRUTH, "REAL", "FAKE"], help=HELP["truth"],
                              key="truth")
         if calibration_line:
             st.caption(calibration_line)
-    settings = dict(fusion=fusion, audio_temperature=float(temperature), threshold=float(threshold),
-                    frame_skip=int(frame_skip), max_samples=int(max_samples),
-                    abstain_below=float(abstain_below) if abstain else None)
     if "calibration" in calibrated:
         settings.update(video_temperature=d.video_temperature, calibration=calibrated["calibration"])
     return {"settings": settings, "truth": None if truth == NO_TRUTH else truth}
+
+
+def setting_widget(f, value):
+    """The sidebar widget of an AnalysisSettings field, made from its metadata (settings.Widget), keyed by
+    the field's name; returns the value set (None when its check box turned an optional field off)."""
+    w = f.metadata["widget"]
+    on = True
+    if w.toggle:  # an optional field: a check box turns it on and off
+        label, key, help_ = w.toggle
+        on = st.checkbox(label, value=value is not None, help=help_, key=key)
+        value = f.default if value is None else value
+    if w.kind == "select":
+        choices = f.metadata["choices"]
+        value = st.selectbox(w.label, choices, index=choices.index(value), help=w.help, key=f.name,
+                             format_func=(w.labels or {}).get)
+    else:
+        cast = type(f.default)  # int or float
+        low, high = cast(w.low), cast(w.high)
+        step = None if w.step is None else cast(w.step)
+        value = min(max(cast(value), low), high)
+        if w.kind == "slider":
+            value = st.slider(w.label, low, high, value, step, help=w.help, key=f.name, disabled=not on)
+        else:
+            value = st.number_input(w.label, low, high, value, step, help=w.help, key=f.name, disabled=not on)
+        value = cast(value)
+    return value if on else None
 
 
 def upload_cap_mb() -> int:
