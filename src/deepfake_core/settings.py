@@ -93,6 +93,14 @@ def widget_fields(cls) -> list[dataclasses.Field]:
     return [f for f in dataclasses.fields(cls) if "widget" in f.metadata]
 
 
+_VALUE_TYPES = {"int": int, "float": float, "str": str, "bool": bool}
+
+
+def value_type(f: dataclasses.Field) -> type:
+    """int, float, str or bool: the type of a field's values, None aside (from its annotation)."""
+    return _VALUE_TYPES[str(f.type).replace(" | None", "").strip()]
+
+
 def help_text(f: dataclasses.Field) -> str:
     """The help of a field's option, its default filled in."""
     return f.metadata["option"].help.format(default=f.default)

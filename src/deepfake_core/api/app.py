@@ -9,6 +9,7 @@ Every error is JSON, {"error": {"code": ..., "message": ...}}, with the HTTP sta
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hmac
 import json
 import logging
@@ -26,6 +27,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ..errors import DeepfakeError, NoVideoStream, SettingsError
+from ..settings import AnalysisSettings, value_type
 from ..version import __version__
 from .service import FAILED, FINISHED, AnalysisService, QueueFull, error_code
 from .upload import UploadError, receive_multipart, safe_name
@@ -36,11 +38,11 @@ FORM_OVERHEAD = 256 * 1024  # bytes a multipart body may carry beyond the file (
 MAX_JSON_BYTES = 64 * 1024
 RETRY_AFTER_S = 5  # suggested to a client refused with 429
 
-# Analysis options a request may give (query string, form fields or JSON keys): name -> parser.
+# AnalysisSettings fields a request may give (query string, form fields or JSON keys); their types come from
+# the fields (settings.py).
 SETTING_OPTIONS = ("fusion", "threshold", "audio_temperature", "video_temperature", "frame_skip", "max_samples",
                    "abstain_below", "face_margin")
-_TYPES = {"fusion": str, "threshold": float, "audio_temperature": float, "video_temperature": float,
-          "frame_skip": int, "max_samples": int, "abstain_below": float, "face_margin": float}
+_TYPES = {f.name: value_type(f) for f in dataclasses.fields(AnalysisSettings) if f.name in SETTING_OPTIONS}
 OTHER_OPTIONS = ("no_calibration", "explain", "wait", "path")
 
 
@@ -123,7 +125,6 @@ def settings_for(options: dict, detector):
     """AnalysisSettings as `deepfake-detect analyze` makes them: the options given, the models folder's
     calibration for the calibrated values not given (unless no_calibration)."""
     from ..cli.common import calibrated_settings
-    from ..settings import AnalysisSettings
 
     try:
         settings = AnalysisSettings(**{k: options[k] for k in SETTING_OPTIONS if k in options})

@@ -11,18 +11,12 @@ import argparse
 import dataclasses
 
 from ..errors import SettingsError
-from ..settings import help_text
-
-_TYPES = {"int": int, "float": float, "str": str}
+from ..settings import help_text, value_type
 
 
 def option_fields(cls) -> list[dataclasses.Field]:
     """The fields of the dataclass `cls` that have a command-line option, in declaration order."""
     return [f for f in dataclasses.fields(cls) if "option" in f.metadata]
-
-
-def _type_name(f: dataclasses.Field) -> str:
-    return str(f.type).replace(" | None", "").replace("None | ", "").strip()
 
 
 def add_options(p, cls, exclude: tuple[str, ...] = ()) -> None:
@@ -35,10 +29,10 @@ def add_options(p, cls, exclude: tuple[str, ...] = ()) -> None:
         if not opt.flag.startswith("-"):  # a positional argument
             p.add_argument(f.name, choices=f.metadata.get("choices"), **kwargs)
             continue
-        if _type_name(f) == "bool":
+        if value_type(f) is bool:
             kwargs.update(action="store_true", default=None)
         else:
-            kwargs.update(type=_TYPES[_type_name(f)], default=None, metavar=opt.metavar)
+            kwargs.update(type=value_type(f), default=None, metavar=opt.metavar)
             if "choices" in f.metadata:
                 kwargs.update(choices=f.metadata["choices"])
                 kwargs.pop("metavar")
@@ -55,7 +49,7 @@ def given_values(args: argparse.Namespace, cls) -> dict:
         if value is None:
             continue
         opt = f.metadata["option"]
-        if _type_name(f) == "bool" and opt.flag.startswith("--no-"):
+        if value_type(f) is bool and opt.flag.startswith("--no-"):
             value = not value
         elif opt.none_if is not None and value == opt.none_if:
             value = None
