@@ -141,3 +141,28 @@ def test_subcommand_modules_never_import_the_cli_package():
     assert subcommands
     for module in subcommands:
         assert f"{PACKAGE}.cli" not in EDGES[module], module
+
+
+def test_importing_the_package_has_no_side_effects_and_the_command_sets_the_policy():
+    """`import deepfake_core` leaves the environment alone; the command's main sets the OpenMP policy and the
+    hubs offline (process.configure_process) before anything imports torch. `__version__` is the installed one."""
+    import json
+    import subprocess
+    import sys
+
+    probe = ("import json, os, sys\n"
+             "before = dict(os.environ)\n"
+             "import deepfake_core\n"
+             "from importlib import metadata\n"
+             "same = dict(os.environ) == before\n"
+             "from deepfake_core.cli import main\n"
+             "code = main(['weights', 'path'])\n"
+             "print(json.dumps({'same': same, 'omp': os.environ.get('OMP_WAIT_POLICY'), 'code': code,\n"
+             "                  'hub': os.environ.get('HF_HUB_OFFLINE'), 'torch': 'torch' in sys.modules,\n"
+             "                  'version': deepfake_core.__version__ == metadata.version('deepfake-detector')}))\n")
+    env = {k: v for k, v in __import__("os").environ.items() if k not in ("OMP_WAIT_POLICY", "HF_HUB_OFFLINE")}
+    env["PYTHONPATH"] = str(SRC)
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env=env, timeout=300)
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    assert result == {"same": True, "omp": "PASSIVE", "code": 0, "hub": "1", "torch": False, "version": True}

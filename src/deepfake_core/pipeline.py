@@ -122,7 +122,7 @@ class Detector:
              video_model: str | os.PathLike | None = None, audio_model: str | os.PathLike | None = None,
              require_audio: bool = False, compile: bool = False, warmup: bool = True,
              runtime: str = "auto", video_optional: bool = False) -> "Detector":
-        """Load the models from the models directory (see `weights.resolve_models_dir`).
+        """Load the models from the models directory (see `registry.resolve_models_dir`).
 
         `video_model`: "original" (the original checkpoint in the models directory), "builtin" (the model
         shipped inside the package), a file path, or None: the original when it is installed, else the

@@ -49,9 +49,7 @@ def cmd_scan(args: argparse.Namespace) -> int:
             report, error = None, None
             try:
                 report = detector.analyze(path, settings)
-            except InputError as e:
-                error = e
-            except Exception as e:  # one broken file must not stop a long scan; it is recorded
+            except Exception as e:  # one broken file (InputError or worse) must not stop a long scan; it is recorded
                 error = e
             errors += error is not None
             row = scan_record(path, report, error, jsonl=writer is None)
