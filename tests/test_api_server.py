@@ -143,7 +143,7 @@ def test_compose_api_service_runs_this_command_behind_its_profile():
     assert "api" not in config()["services"]  # opt-in: `docker compose up` alone starts the page only
     api = config("--profile", "api")["services"]["api"]
     args = build_parser().parse_args(api["command"][1:])
-    assert api["command"][:2] == ["deepfake-detect", "api"] and args.func.__module__ == "deepfake_core.api"
+    assert api["command"][:2] == ["deepfake-detect", "api"] and args.func.__module__ == "deepfake_core.cli.api"
     assert (args.host, args.port, args.workers) == ("0.0.0.0", 8000, 1)
     assert [(p["host_ip"], p["published"], p["target"]) for p in api["ports"]] == [("127.0.0.1", "8000", 8000)]
     assert api["depends_on"]["models"]["condition"] == "service_completed_successfully"
