@@ -82,6 +82,10 @@ class Fusion:
     w_video: np.ndarray  # (N,)
     w_audio: np.ndarray  # (N,)
 
+    @property
+    def p_fake(self) -> np.ndarray:
+        return self.probs[:, 0]
+
 
 def fuse(
     video_logits: np.ndarray,

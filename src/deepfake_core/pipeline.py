@@ -25,13 +25,13 @@ from .fusion import AGGREGATIONS, fuse, softmax, video_p_fake
 from .limits import Deadline
 from .model_files import choose_audio_model, choose_video_model, files_missing
 from .models import blank_input, face_tensor, is_speech_model
+from .registry import (AUDIO_FILES, AUDIO_MODEL_CARD, BUILTIN_AUDIO_FILE, BUILTIN_VIDEO_FILE, MODEL_CARD, VIDEO_FILES,
+                       models_dir_candidates, resolve_models_dir)
 from .report import (FAKE, NOT_APPLICABLE, REAL, UNCERTAIN, AudioWindow, ModalityResult, Report, Thumbnail,
                      TimelineRow, Track)
 from .runtime import make_runner, pick_device, pick_precision, pick_runtime
 from .settings import RUNTIMES, AnalysisSettings, check_choice
 from .speech import has_speech, speech_windows
-from .registry import (AUDIO_FILES, AUDIO_MODEL_CARD, BUILTIN_AUDIO_FILE, BUILTIN_VIDEO_FILE, MODEL_CARD, VIDEO_FILES,
-                       models_dir_candidates, resolve_models_dir)
 from .version import __version__
 from .video import DecodeStats, MediaInfo, probe, read_frames, sample_indices
 
