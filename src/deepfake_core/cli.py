@@ -79,6 +79,8 @@ def add_analysis_options(p: argparse.ArgumentParser) -> None:
                    help="stop an analysis that runs longer than S seconds, with an error (default: 1800; 0: no limit)")
     g.add_argument("--face-margin", type=float, default=0.0, metavar="M",
                    help="grow each face crop by M x its size per side (default: 0, as the models were trained)")
+    g.add_argument("--no-face-reuse", action="store_true",
+                   help="run the face detector on every sampled frame (default: a still face's box is reused)")
 
 
 def settings_from_args(args: argparse.Namespace):
@@ -95,6 +97,7 @@ def settings_from_args(args: argparse.Namespace):
         return AnalysisSettings(
             fusion=args.fusion or "equal", audio_only=getattr(args, "audio_only", False), **given,
             frame_skip=args.frame_skip, max_samples=args.max_samples, face_margin=args.face_margin,
+            face_reuse=not getattr(args, "no_face_reuse", False),
         )
     except SettingsError as e:  # name the option the value came from
         option = {"max_analysis_s": "time_budget"}.get(e.field, e.field)

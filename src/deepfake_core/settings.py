@@ -76,6 +76,9 @@ class AnalysisSettings:
     calibration: str | None = None
     # Judge the voice alone, even in a file with a video track (audio files are always judged this way).
     audio_only: bool = False
+    # Skip res10 on a sampled frame whose faces barely moved since the last detection and where nothing else
+    # changed: their boxes are reused (tracking.FaceReuse; the same faces found, measured in benchmarks/RESULTS.md).
+    face_reuse: bool = True
 
     def __post_init__(self) -> None:
         check_choice("fusion", self.fusion, FUSION_STRATEGIES)
@@ -89,6 +92,8 @@ class AnalysisSettings:
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise SettingsError(f"{name} must be a whole number >= 1; got {value!r}", name)
+        if not isinstance(self.face_reuse, bool):
+            raise SettingsError(f"face_reuse must be true or false; got {self.face_reuse!r}", "face_reuse")
         for name in ("min_face_size", "thumbnails"):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 0:
