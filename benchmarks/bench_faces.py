@@ -119,7 +119,7 @@ def measure_reuse(detector: HybridFaceDetector, files: list[Path], configs: list
     from deepfake_core.faces import iou
     from deepfake_core.tracking import FaceReuse
 
-    stats = {i: Counter() for i in range(len(configs))}
+    stats = {i: Counter(reused_frames=0, count_differs=0) for i in range(len(configs))}
     ious = {i: [] for i in range(len(configs))}
     for path in files:
         try:

@@ -27,7 +27,7 @@ import sys
 import time
 from pathlib import Path
 
-from deepfake_core import AnalysisSettings, Detector  # noqa: F401  (sets the thread policy before torch)
+from deepfake_core import Detector  # first: it sets the thread policy before torch loads
 
 import cv2  # noqa: E402
 import numpy as np  # noqa: E402
