@@ -16,6 +16,8 @@ then measure, once, whether int8 keeps its dev-eval results.
    (`Detector.analyze`, default settings, video only); every batch of face inputs goes through the fp32, bf16 and
    int8 networks, and each variant's video score is the product's aggregation of its faces (stray faces out).
 4. The speed of the network alone: images/s of int8 vs bf16 OpenVINO at batch 16 and 64, interleaved rounds.
+
+Needs nncf and scikit-learn (pip install nncf scikit-learn) besides the `openvino` extra.
 """
 
 from __future__ import annotations
