@@ -5,6 +5,8 @@
                                         [--repeat N] [--models-dir DIR] [--runtimes torch,openvino] [--json]
     python benchmarks/bench_pipeline.py --generate 60s            # + a generated 60 s 1080p clip
     python benchmarks/bench_pipeline.py --generate 10min --no-reference --repeat 1   # + peak RSS
+    python benchmarks/bench_pipeline.py VIDEO --models original,builtin --runtimes torch,openvino \
+                                        --face-reuse off,on --no-reference     # every combination side by side
 
 For each video it runs `Detector.analyze` with the default settings (frame skip 5, at most 60 samples, both
 models, adaptive fusion) `--repeat` times and prints the median of each stage, the sampled frames per second
@@ -21,6 +23,14 @@ openvino; round 2: ...), so a change in the machine's load hits both alike; it p
 ratio first / other, each runtime's model load and warm-up time (and, for OpenVINO, the first load that converts
 the networks when no converted copy is cached), and the largest per-face difference between the runtimes.
 
+With `--models original,builtin` each runtime runs both the original Xception pair (random weights, or
+--models-dir) and the built-in video model (no original checkpoints: a folder holding only the res10 files, so
+the built-in model judges the faces), and with `--face-reuse off,on` each of those runs with and without the
+face-box reuse (settings.face_reuse). Every combination is one entry of "runtimes" ("original:torch:reuse-off",
+...), the runs of all of them interleaved; "ratios" divides the first entry's median total (the original pair,
+the first runtime, the first reuse setting: today's product) by each other's, and each entry has its realtime
+factor (× real time).
+
 It prints reference / product, plus the largest difference between the two paths' per-face probabilities
 (video P(fake) and fused P(fake)): what the product's precision and batching cost in accuracy.
 
@@ -34,6 +44,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import itertools
 import json
 import os
 import platform
@@ -286,27 +297,33 @@ def prob_diff(product_rows, reference_rows) -> dict:
     }
 
 
-def bench_video(path: Path, detectors: dict[str, Detector], reference: Reference | None, settings: AnalysisSettings,
+def bench_video(path: Path, variants: dict[str, tuple[Detector, AnalysisSettings]], reference: Reference | None,
                 repeat: int, reference_repeat: int) -> dict:
-    """The first detector's numbers at the top level (as before); with several (runtimes), each one's under
-    "runtimes", their runs interleaved (so a change in the machine's load hits them alike), and "ratios":
-    the first one's median total / each other's (> 1: the other is faster)."""
-    runs: dict[str, list[dict]] = {name: [] for name in detectors}
+    """The first variant's numbers at the top level (as before); with several (runtimes, models, face reuse),
+    each one's under "runtimes", their runs interleaved (so a change in the machine's load hits them alike), and
+    "ratios": the first one's median total / each other's (> 1: the other is faster). "runtime_prob_diff":
+    each variant's per-face P(fake) against the first variant with the same model."""
+    runs: dict[str, list[dict]] = {name: [] for name in variants}
     reports: dict = {}
     for _ in range(repeat):
-        for name, detector in detectors.items():
+        for name, (detector, settings) in variants.items():
             reports[name] = detector.analyze(path, settings)
             runs[name].append(reports[name].timings)
-    per_runtime = {name: _product_result(reports[name], runs[name]) for name in detectors}
-    first = next(iter(detectors))
+    per_runtime = {name: _product_result(reports[name], runs[name]) for name in variants}
+    first = next(iter(variants))
+    settings = variants[first][1]
     result = {"video": str(path), **per_runtime[first], "repeat": repeat}
-    if len(detectors) > 1:
+    if len(variants) > 1:
         result["runtimes"] = per_runtime
         result["ratios"] = {f"{first}/{name}": round(per_runtime[first]["total_s"] / r["total_s"], 3)
                             for name, r in per_runtime.items() if name != first}
-        first_rows = _rows(reports[first].timeline)
-        result["runtime_prob_diff"] = {name: prob_diff(reports[name].timeline, first_rows)
-                                       for name in detectors if name != first}
+        firsts: dict = {}  # model file -> the first variant that ran it
+        for name, (detector, _) in variants.items():
+            firsts.setdefault(detector.video.sha256, name)
+        result["runtime_prob_diff"] = {
+            name: {"against": firsts[d.video.sha256], **prob_diff(reports[name].timeline,
+                                                                  _rows(reports[firsts[d.video.sha256]].timeline))}
+            for name, (d, _) in variants.items() if name != firsts[d.video.sha256]}
     report = reports[first]
     if reference is not None:
         ref_runs, ref_rows = [], []
@@ -337,6 +354,8 @@ def _product_result(report, runs: list[dict]) -> dict:
         "verdict": report.verdict, "frames_sampled": sampled, "frames_decoded": report.counts.get("frames_decoded"),
         "faces": report.counts.get("faces"), "audio_windows": report.counts.get("audio_windows"),
         "runtime": report.models.get("runtime"), "precision": report.models.get("precision"),
+        "video_model": (report.models.get("video") or {}).get("name"),
+        "face_reuse": report.settings.get("face_reuse"),
         "stages": stages, "total_s": stages["total"], "total_s_runs": [round(r["total"], 4) for r in runs],
         "sampled_fps": round(sampled / stages["total"], 2) if stages["total"] else None,
         "realtime_factor": round(duration / stages["total"], 3) if stages["total"] else None,
@@ -372,13 +391,18 @@ def model_throughput(detector: Detector, batches: list[int], iterations: int = 1
     return out
 
 
-def load_detectors(models_dir: Path, runtimes: list[str], args) -> tuple[dict[str, Detector], dict]:
-    """{runtime: Detector}, and how long each took to load: `load_s` (checkpoints, res10, inference copies,
-    OpenVINO compilation), `warmup_s` (one pass of every stage). An OpenVINO load that had to convert the
-    networks first (no cached conversion) is timed too (`first_load_s`), then loaded again from the cache."""
+def load_detectors(models_dirs: dict[str, Path], runtimes: list[str], args) -> tuple[dict[str, Detector], dict]:
+    """{name: Detector} for each models folder ({"original": ..., "builtin": ...}) and runtime (named by the
+    runtime alone when there is one folder, else "original:torch", ...), and how long each took to load: `load_s`
+    (checkpoints, res10, inference copies, OpenVINO compilation), `warmup_s` (one pass of every stage). An
+    OpenVINO load that had to convert the networks first (no cached conversion) is timed too (`first_load_s`),
+    then loaded again from the cache."""
     detectors, loads = {}, {}
-    for runtime in runtimes:
+    for (model, models_dir), runtime in itertools.product(models_dirs.items(), runtimes):
         kwargs = {"compile": True} if args.compile else {}
+        if model == "builtin":
+            kwargs["video_model"] = "builtin"
+        name = f"{model}:{runtime}" if len(models_dirs) > 1 else runtime
         info: dict = {}
         for attempt in range(2):
             started = time.perf_counter()
@@ -392,8 +416,19 @@ def load_detectors(models_dir: Path, runtimes: list[str], args) -> tuple[dict[st
             if not converted:
                 break
             info["first_load_s"] = info["load_s"]  # with the conversion; loaded again from the cache
-        detectors[runtime], loads[runtime] = detector, info
+        info["video_model"] = detector.video.metadata.get("name", "original")
+        detectors[name], loads[name] = detector, info
     return detectors, loads
+
+
+def face_models_only(directory: Path, face_models: Path) -> Path:
+    """`directory` holding only the res10 files: Detector.load picks the built-in video model there."""
+    for name in FACE_FILES:
+        try:
+            (directory / name).symlink_to((face_models / name).resolve())
+        except OSError:
+            shutil.copy(face_models / name, directory / name)
+    return directory
 
 
 def print_human(result: dict) -> None:
@@ -413,8 +448,9 @@ def print_human(result: dict) -> None:
         print(f"  speedup vs reference {result['speedup_vs_reference']}x (reference median of {ref['repeat']}), "
               f"max |P(fake) product - reference| {result['max_abs_prob_diff']} over {result['faces_matched']} faces")
     for name, r in result.get("runtimes", {}).items():
-        print(f"  {name:9s} ({r['runtime']}, {r['precision']}): total {r['total_s']:.3f}s, realtime factor "
-              f"{r['realtime_factor']}, runs {r['total_s_runs']}")
+        print(f"  {name:9s} ({r['video_model']}, {r['runtime']}, {r['precision']}, face reuse {r['face_reuse']}): "
+              f"total {r['total_s']:.3f}s (face detection {r['stages']['face_detection']:.3f}s), realtime factor "
+              f"{r['realtime_factor']}x, {r['faces']} faces, runs {r['total_s_runs']}")
     for pair, ratio in result.get("ratios", {}).items():
         print(f"  ratio {pair}: {ratio}x")
     for name, info in result["loads"].items():
@@ -443,6 +479,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--runtimes", default="auto", metavar="LIST",
                    help="runtimes to compare side by side, e.g. torch,openvino (default: auto); the first is the "
                         "baseline of the ratios")
+    p.add_argument("--models", default="original", metavar="LIST",
+                   help="video models to compare: original (the Xception pair: random weights, or --models-dir), "
+                        "builtin (the package's built-in model, res10 files only), or original,builtin")
+    p.add_argument("--face-reuse", default="on", metavar="LIST",
+                   help="face-box reuse between sampled frames: on, off, or off,on (both, side by side)")
     p.add_argument("--throughput", metavar="BATCHES", help="also time each network alone at these batch sizes, "
                    "e.g. 1,16,64,256 (images/s; a JSON line {\"model_images_per_s\": ...} with --json)")
     p.add_argument("--json", action="store_true", help="one JSON object per video on stdout")
@@ -468,17 +509,31 @@ def main(argv: list[str] | None = None) -> int:
     runtimes = [r.strip() for r in args.runtimes.split(",") if r.strip()]
     if not runtimes or len(set(runtimes)) < len(runtimes):
         p.error("--runtimes takes distinct runtimes separated by commas, e.g. torch,openvino")
+    models = [m.strip() for m in args.models.split(",") if m.strip()]
+    if not models or len(set(models)) < len(models) or not set(models) <= {"original", "builtin"}:
+        p.error("--models takes original, builtin or original,builtin")
+    reuse = [r.strip() for r in args.face_reuse.split(",") if r.strip()]
+    if not reuse or len(set(reuse)) < len(reuse) or not set(reuse) <= {"on", "off"}:
+        p.error("--face-reuse takes on, off, off,on or on,off")
     with tempfile.TemporaryDirectory(prefix="bench-models-") as tmp:
-        models_dir = args.models_dir or write_random_models(Path(tmp), args.face_models)
-        detectors, loads = load_detectors(models_dir, runtimes, args)
-        first = detectors[runtimes[0]]
+        dirs = {}
+        for model in models:
+            (Path(tmp) / model).mkdir()
+            if model == "original":
+                dirs[model] = args.models_dir or write_random_models(Path(tmp) / model, args.face_models)
+            else:
+                dirs[model] = face_models_only(Path(tmp) / model, args.face_models)
+        detectors, loads = load_detectors(dirs, runtimes, args)
+        first = next(iter(detectors.values()))
+        variants = {(f"{name}:reuse-{r}" if len(reuse) > 1 else name): (d, settings.replace(face_reuse=r == "on"))
+                    for name, d in detectors.items() for r in reuse}
         reference = None if args.no_reference else Reference(first)
         machine = machine_info(first.device)
         if batches:
             rates = {name: model_throughput(d, batches) for name, d in detectors.items()}
-            line = {"model_images_per_s": rates[runtimes[0]], "device": str(first.device),
+            line = {"model_images_per_s": next(iter(rates.values())), "device": str(first.device),
                     "precision": first.precision, "runtime": first.runtime, "machine": machine}
-            if len(runtimes) > 1:
+            if len(detectors) > 1:
                 line["runtimes"] = rates
             if args.json:
                 print(json.dumps(line), flush=True)
@@ -488,9 +543,8 @@ def main(argv: list[str] | None = None) -> int:
                         print(f"{modality} model alone ({name}, {detectors[name].precision}, {first.device}): "
                               + ", ".join(f"batch {b}: {r} images/s" for b, r in rate.items()))
         for video in videos:
-            result = bench_video(video, detectors, reference, settings, args.repeat,
-                                 args.reference_repeat or args.repeat)
-            result.update(device=str(first.device), load_s=loads[runtimes[0]]["load_s"], loads=loads,
+            result = bench_video(video, variants, reference, args.repeat, args.reference_repeat or args.repeat)
+            result.update(device=str(first.device), load_s=next(iter(loads.values()))["load_s"], loads=loads,
                           machine=machine, command=" ".join([Path(sys.argv[0]).name, *(argv or sys.argv[1:])]))
             result["machine"]["load_average_end"] = os.getloadavg()
             if args.json:

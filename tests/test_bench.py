@@ -47,3 +47,26 @@ def test_benchmark_smoke(tmp_path, original_models):
     assert all(result["loads"][r]["load_s"] > 0 and result["loads"][r]["warmup_s"] > 0 for r in ("torch", "openvino"))
     diff = result["runtime_prob_diff"]["openvino"]
     assert diff["faces_matched"] == result["faces"] and 0 <= diff["max_abs_prob_diff"] < 0.05
+
+
+def test_benchmark_compares_models_and_face_reuse(tmp_path):
+    """--models builtin and --face-reuse off,on: every combination side by side, with ratios and × real time."""
+    face_files_dir()
+    frames = list(moving_face_frames(10, size=(540, 640)))
+    clip = write_video(tmp_path / "still.mp4", [frames[3]] * 40)  # a still face: boxes reused
+    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
+    out = subprocess.run(
+        [sys.executable, str(BENCH), str(clip), "--repeat", "1", "--models", "builtin", "--runtimes", "torch",
+         "--face-reuse", "off,on", "--no-reference", "--device", "cpu", "--json"],
+        capture_output=True, text=True, timeout=1800, env=env, cwd=tmp_path,
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    result = json.loads([line for line in out.stdout.splitlines() if line.startswith("{")][-1])
+    runs = result["runtimes"]
+    assert set(runs) == {"torch:reuse-off", "torch:reuse-on"}
+    assert [runs[n]["face_reuse"] for n in ("torch:reuse-off", "torch:reuse-on")] == [False, True]
+    assert all(r["video_model"] == "builtin-lite0-pooled-v1" and r["realtime_factor"] > 0 for r in runs.values())
+    assert runs["torch:reuse-on"]["faces"] == runs["torch:reuse-off"]["faces"] == 8
+    assert result["ratios"]["torch:reuse-off/torch:reuse-on"] > 0
+    diff = result["runtime_prob_diff"]["torch:reuse-on"]
+    assert diff["against"] == "torch:reuse-off" and diff["faces_product"] == 8

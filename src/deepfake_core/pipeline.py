@@ -32,6 +32,7 @@ from .report import (FAKE, NOT_APPLICABLE, REAL, UNCERTAIN, AudioWindow, Modalit
 from .runtime import make_runner, pick_device, pick_precision, pick_runtime
 from .settings import RUNTIMES, AnalysisSettings, check_choice
 from .speech import has_speech, speech_windows
+from .tracking import FaceReuse
 from .version import __version__
 from .video import DecodeStats, MediaInfo, probe, read_frames, sample_indices
 
@@ -534,6 +535,7 @@ def _frame_faces(run: _Run, indices: list[int]) -> Iterator[_FrameFaces]:
     keep = _thumbnail_positions(len(indices), s.thumbnails)
     frames = read_frames(run.path, indices, run.stats, max_pixels=s.max_frame_pixels)
     boxes: list[FaceBox] = []
+    reuse = FaceReuse() if s.face_reuse else None  # boxes kept between sampled frames while faces stay still
     with contextlib.closing(frames):
         for done in itertools.count():
             run.deadline.check("decoding frames")
@@ -541,8 +543,13 @@ def _frame_faces(run: _Run, indices: list[int]) -> Iterator[_FrameFaces]:
                 frame = next(frames, None)
             if frame is None:
                 return
-            with run.timer("face_detection"), run.d._face_lock:
-                found = run.d.faces.detect(frame.image, previous=boxes)
+            with run.timer("face_detection"):
+                found = reuse.boxes(frame.image) if reuse else None  # None: res10 runs
+                if found is None:
+                    with run.d._face_lock:
+                        found = run.d.faces.detect(frame.image, previous=boxes)
+                    if reuse:
+                        reuse.detected(frame.image, found)
             boxes = [b for b in found if (b.confidence is None or b.confidence > s.face_confidence)
                      and min(b.width, b.height) >= s.min_face_size][: s.max_faces_per_frame]
             with run.timer("crop_preprocess"):

@@ -78,6 +78,8 @@ def validate(obj) -> None:
         value, meta = getattr(obj, f.name), f.metadata
         if value is None and meta.get("optional"):
             continue
+        if f.type in (bool, "bool") and not isinstance(value, bool):
+            raise SettingsError(f"{f.name} must be true or false; got {value!r}", f.name)
         if "choices" in meta:
             check_choice(f.name, value, meta["choices"])
         if "range" in meta:
@@ -206,6 +208,11 @@ class AnalysisSettings:
     audio_only: bool = setting(
         False, option=Option("--audio-only", "judge the voice alone, even in a video (audio files are always "
                              "judged this way)"))
+    # Skip res10 on a sampled frame whose faces barely moved since the last detection and where nothing else
+    # changed: their boxes are reused (tracking.FaceReuse; the same faces found, measured in benchmarks/RESULTS.md).
+    face_reuse: bool = setting(
+        True, option=Option("--no-face-reuse", "run the face detector on every sampled frame (default: a still "
+                            "face's box is reused)"))
 
     def __post_init__(self) -> None:
         validate(self)
