@@ -174,7 +174,8 @@ def speech_spec(bands: int = 64) -> ModelSpec:
     return ModelSpec(SPEECH_CNN, "audio", "speech-cnn", bands, (0.0, 0.0, 0.0), (1.0, 1.0, 1.0))
 
 
-GE2E_LSTM = "ge2e_lstm"  # the pretrained voice encoder's architecture (VoiceEncoderClassifier), head "ge2e-stats-linear"
+# the pretrained voice encoder's architecture (VoiceEncoderClassifier), head "ge2e-stats-linear"
+GE2E_LSTM = "ge2e_lstm"
 
 
 class VoiceEncoderClassifier(nn.Module):
