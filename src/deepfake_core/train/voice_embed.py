@@ -31,8 +31,9 @@ from .speech_data import FAMILIES, Cache, load_cache
 from .speech_train import DATA_TERMS, _now, auc, fold_split, summarise_lofo
 
 ENCODER_ORIGIN = ("Resemblyzer 0.1.4 (PyPI `resemblyzer`, Apache-2.0, Resemble AI / Corentin Jemine): GE2E speaker "
-                  "encoder `pretrained.pt`, trained by its authors for speaker verification on LibriSpeech, "
-                  "VoxCeleb 1 and 2 (per its README); frozen here")
+                  "encoder `pretrained.pt`, trained by its author for speaker verification on the LibriSpeech "
+                  "training set, VoxCeleb1 dev and VoxCeleb2 (3,201 h, 8,371 speakers, per the author in "
+                  "CorentinJ/Real-Time-Voice-Cloning issue 1032); frozen here")
 # Feature groups of VoiceEncoderClassifier.statistics, in order: (mean, std) of each LSTM layer, the embedding.
 GROUPS = {"l1": (0, 512), "l2": (512, 1024), "l3": (1024, 1536), "emb": (1536, 1792)}
 
