@@ -109,11 +109,12 @@ def test_loading_refuses_before_building(tmp_path):
 def test_every_known_architecture_builds_offline():
     import huggingface_hub.constants
 
-    from deepfake_core.models import SPEECH_CNN, blank_input, speech_spec
+    from deepfake_core.models import GE2E_LSTM, SPEECH_CNN, blank_input, speech_spec, voice_encoder_spec
 
+    speech = {SPEECH_CNN: speech_spec(), GE2E_LSTM: voice_encoder_spec()}
     for architecture in KNOWN_ARCHITECTURES:
-        spec = (speech_spec() if architecture == SPEECH_CNN else
-                ORIGINAL_VIDEO.__class__(architecture, "video", "linear", 64, (0.5,) * 3, (0.5,) * 3))
+        spec = speech.get(architecture) or ORIGINAL_VIDEO.__class__(architecture, "video", "linear", 64,
+                                                                    (0.5,) * 3, (0.5,) * 3)
         net = build_model(spec).eval()
         # building a model switched the hubs offline (models.build_model), also without configure_process()
         assert os.environ["HF_HUB_OFFLINE"] == "1" and huggingface_hub.constants.HF_HUB_OFFLINE

@@ -17,10 +17,10 @@ from .offline import hub_offline
 # them locally, from code, with pretrained=False. Nothing else is ever built: a hub name ("hf-hub:org/name",
 # "timm/name") would make timm fetch a config from the network, and an unknown name runs unknown code paths.
 # To ship a model on another timm architecture, add its name here (and to HEADS for a new head).
-KNOWN_ARCHITECTURES = ("legacy_xception", "xception", "tf_efficientnet_lite0", "speech_cnn")
+KNOWN_ARCHITECTURES = ("legacy_xception", "xception", "tf_efficientnet_lite0", "speech_cnn", "ge2e_lstm")
 # "linear": timm's own classifier; "mlp-512-256": the original audio head; "pooled-(residual-)linear": the built-in
 # video model (PooledFeatureClassifier)
-HEADS = ("linear", "mlp-512-256", "pooled-linear", "pooled-residual-linear", "speech-cnn")
+HEADS = ("linear", "mlp-512-256", "pooled-linear", "pooled-residual-linear", "speech-cnn", "ge2e-stats-linear")
 
 CLASS_NAMES = ("fake", "real")  # output index 0 = FAKE, 1 = REAL
 FAKE, REAL = 0, 1
@@ -174,6 +174,56 @@ def speech_spec(bands: int = 64) -> ModelSpec:
     return ModelSpec(SPEECH_CNN, "audio", "speech-cnn", bands, (0.0, 0.0, 0.0), (1.0, 1.0, 1.0))
 
 
+# the pretrained voice encoder's architecture (VoiceEncoderClassifier), head "ge2e-stats-linear"
+GE2E_LSTM = "ge2e_lstm"
+
+
+class VoiceEncoderClassifier(nn.Module):
+    """A GE2E speaker encoder (Resemblyzer's: 3-layer LSTM, 40 mel bands at 16 kHz, 256-d embedding; weights
+    pretrained by its authors on speaker verification and kept frozen) with a linear unit on its statistics.
+
+    Input (N, 1, 40, frames) float32 mel power from `speech.features(..., "ge2e")`. Features: the mean and the
+    standard deviation over time of each LSTM layer's outputs, and the L2-normalised embedding (1,792 values),
+    standardised with the training set's statistics; logits (z, 0), so P(fake) = sigmoid(z).
+    Keys: `lstm.{0,1,2}.*` (one single-layer LSTM per layer), `linear.*` (the embedding), `feature_mean`,
+    `feature_std`, `head.*`."""
+
+    MELS, HIDDEN, LAYERS = 40, 256, 3
+    NUM_FEATURES = 2 * HIDDEN * LAYERS + HIDDEN
+
+    def __init__(self, num_classes: int = 2):
+        super().__init__()
+        if num_classes != 2:
+            raise ValueError("VoiceEncoderClassifier scores two classes (fake, real)")
+        self.lstm = nn.ModuleList(nn.LSTM(self.MELS if i == 0 else self.HIDDEN, self.HIDDEN, batch_first=True)
+                                  for i in range(self.LAYERS))
+        self.linear = nn.Linear(self.HIDDEN, self.HIDDEN)
+        self.register_buffer("feature_mean", torch.zeros(self.NUM_FEATURES))
+        self.register_buffer("feature_std", torch.ones(self.NUM_FEATURES))
+        self.head = nn.Linear(self.NUM_FEATURES, 1)
+
+    def statistics(self, x: torch.Tensor) -> torch.Tensor:
+        """(N, 1, 40, T) mel power -> (N, 1792) encoder statistics, before standardising."""
+        h = x[:, 0].transpose(1, 2)
+        out = []
+        for lstm in self.lstm:
+            h, (last, _) = lstm(h)
+            out += [h.mean(1), h.std(1)]
+        embedding = torch.relu(self.linear(last[-1]))
+        out.append(embedding / embedding.norm(dim=1, keepdim=True).clamp_min(1e-8))
+        return torch.cat(out, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        z = self.head((self.statistics(x) - self.feature_mean) / self.feature_std)
+        return torch.cat([z, torch.zeros_like(z)], 1)
+
+
+def voice_encoder_spec() -> ModelSpec:
+    """The pretrained voice encoder model's spec: `input_size` is the number of mel bands."""
+    return ModelSpec(GE2E_LSTM, "audio", "ge2e-stats-linear", VoiceEncoderClassifier.MELS, (0.0, 0.0, 0.0),
+                     (1.0, 1.0, 1.0))
+
+
 def build_model(spec: ModelSpec) -> nn.Module:
     """A randomly initialised network in `spec`'s layout (weights come from a checkpoint). Only the
     architectures in KNOWN_ARCHITECTURES are built (CheckpointError otherwise): nothing reaches the network."""
@@ -184,6 +234,11 @@ def build_model(spec: ModelSpec) -> nn.Module:
         if spec.architecture != SPEECH_CNN:
             raise ValueError(f"head speech-cnn needs architecture {SPEECH_CNN!r}; got {spec.architecture!r}")
         return SpeechCNN(spec.input_size, num_classes)
+    if spec.head == "ge2e-stats-linear":
+        if spec.architecture != GE2E_LSTM or spec.input_size != VoiceEncoderClassifier.MELS:
+            raise ValueError(f"head ge2e-stats-linear needs architecture {GE2E_LSTM!r} on "
+                             f"{VoiceEncoderClassifier.MELS} bands; got {spec.architecture!r}, {spec.input_size}")
+        return VoiceEncoderClassifier(num_classes)
     if spec.head == "mlp-512-256":
         return AudioXception(spec.architecture, num_classes)
     if spec.head in ("pooled-linear", "pooled-residual-linear"):
@@ -195,14 +250,17 @@ def build_model(spec: ModelSpec) -> nn.Module:
 
 def blank_input(spec: ModelSpec, window_s: float = 2.0) -> torch.Tensor:
     """One all-zero model input for `spec` (warm-up): (3, S, S) images, or (1, bands, frames) for SpeechCNN."""
-    if spec.head == "speech-cnn":
+    if spec.head in SPEECH_HEADS:
         return torch.zeros(1, spec.input_size, int(window_s * 100) + 1)  # 10 ms frames, centred
     return torch.zeros(3, spec.input_size, spec.input_size)
 
 
+SPEECH_HEADS = ("speech-cnn", "ge2e-stats-linear")  # built-in audio heads: input from `speech.features`
+
+
 def is_speech_model(spec: ModelSpec) -> bool:
     """True for the built-in audio architecture, which reads `speech.features`, not the original mel images."""
-    return spec.head == "speech-cnn"
+    return spec.head in SPEECH_HEADS
 
 
 def build_video_model() -> nn.Module:

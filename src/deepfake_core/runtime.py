@@ -12,6 +12,7 @@ import torch
 from torch import nn
 
 from .batchnorm import fold_batchnorm
+from .models import is_speech_model
 from .settings import DEVICES, PRECISIONS, RUNTIMES, check_choice
 
 
@@ -142,8 +143,8 @@ class TorchRunner:
 
 def make_runner(runtime: str, loaded, device: torch.device, precision: str, compile: bool = False):
     """The runner of a loaded network (`checkpoints.LoadedModel`) for a runtime from `pick_runtime`. The speech
-    CNN (variable-length windows, a few milliseconds each) always runs in PyTorch."""
-    if runtime == "openvino" and loaded.spec.head != "speech-cnn":
+    models (variable-length windows, a few milliseconds each) always run in PyTorch."""
+    if runtime == "openvino" and not is_speech_model(loaded.spec):
         from .ov_runtime import OpenVinoRunner
 
         return OpenVinoRunner.for_model(loaded, precision)

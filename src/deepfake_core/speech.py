@@ -20,7 +20,9 @@ WIN_LENGTH = 400  # samples (25 ms)
 HOP = 160  # samples (10 ms)
 N_BANDS = 64  # filterbank bands
 FMIN, FMAX = 20.0, 8000.0  # Hz
-FRONT_ENDS = ("logmel", "loglin")  # mel-spaced or linearly spaced (LFCC-style) log filterbank
+FRONT_ENDS = ("logmel", "loglin", "ge2e")  # mel-spaced or linearly spaced (LFCC-style) log filterbank, or
+# the pretrained voice encoder's input (40-band mel power of a window brought to -30 dBFS, as it was trained)
+GE2E_BANDS, GE2E_N_FFT, GE2E_LEVEL_DBFS = 40, 400, -30.0
 SPEECH_WINDOW_S = 2.0  # seconds per scored window
 MIN_TRACK_S = 1.0  # a track shorter than this has no window; a shorter final window is wrap-padded
 
@@ -34,8 +36,10 @@ VAD_MAX_FLATNESS = 0.35  # median spectral flatness of loud frames (white noise 
 
 @functools.lru_cache(maxsize=4)
 def _filterbank(kind: str) -> torch.Tensor:
-    """(N_BANDS, N_FFT // 2 + 1) float32 triangular filters."""
-    if kind == "logmel":
+    """(bands, n_fft // 2 + 1) float32 triangular filters."""
+    if kind == "ge2e":  # librosa's default mel filters (Slaney), as the encoder was trained with
+        fb = librosa.filters.mel(sr=SAMPLE_RATE, n_fft=GE2E_N_FFT, n_mels=GE2E_BANDS)
+    elif kind == "logmel":
         fb = librosa.filters.mel(sr=SAMPLE_RATE, n_fft=N_FFT, n_mels=N_BANDS, fmin=FMIN, fmax=FMAX, norm=None)
     elif kind == "loglin":
         freqs = np.linspace(0, SAMPLE_RATE / 2, N_FFT // 2 + 1)
@@ -57,9 +61,24 @@ def power_spectrogram(samples: np.ndarray) -> torch.Tensor:
     return spec.abs().pow(2)
 
 
+def ge2e_mel(samples: np.ndarray) -> torch.Tensor:
+    """(GE2E_BANDS, T) float32 mel power of `samples` brought to an RMS of GE2E_LEVEL_DBFS (the voice
+    encoder's input; up or down, so the file's gain does not matter). T = n // HOP + 1."""
+    x = torch.from_numpy(np.ascontiguousarray(samples, dtype=np.float32).reshape(-1))
+    rms = float(x.pow(2).mean().sqrt()) if len(x) else 0.0
+    if rms > 1e-6:
+        x = x * (10 ** (GE2E_LEVEL_DBFS / 20) / rms)
+    spec = torch.stft(x, GE2E_N_FFT, HOP, GE2E_N_FFT, torch.hann_window(GE2E_N_FFT), center=True,
+                      pad_mode="constant", return_complex=True)
+    return _filterbank("ge2e") @ spec.abs().pow(2)
+
+
 def features(samples: np.ndarray, front_end: str = "logmel") -> torch.Tensor:
     """(1, N_BANDS, T) float32: log filterbank energies (dB) of one window, normalised to zero mean and unit
-    std over the whole window (so gain does not matter; the spectral shape does)."""
+    std over the whole window (so gain does not matter; the spectral shape does). Front end "ge2e":
+    (1, GE2E_BANDS, T) mel power for the pretrained voice encoder (`ge2e_mel`)."""
+    if front_end == "ge2e":
+        return ge2e_mel(samples)[None]
     fb = _filterbank(front_end)
     energies = 10.0 * torch.log10(fb @ power_spectrogram(samples) + 1e-10)
     energies = (energies - energies.mean()) / (energies.std() + 1e-5)
@@ -143,5 +162,6 @@ def speech_windows(samples: np.ndarray, front_end: str = "logmel", window_s: flo
         kept.append(features(fit_length(segment, win), front_end))
         times.append((start / SAMPLE_RATE, end / SAMPLE_RATE))
     if not kept:
-        return torch.zeros((0, 1, N_BANDS, win // HOP + 1)), [], len(spans)
+        bands = GE2E_BANDS if front_end == "ge2e" else N_BANDS
+        return torch.zeros((0, 1, bands, win // HOP + 1)), [], len(spans)
     return torch.stack(kept), times, len(spans)
