@@ -103,13 +103,14 @@ def settings_from_args(args: argparse.Namespace):
         raise SettingsError(f"option --{option.replace('_', '-')}: {e}", e.field) from e
 
 
-def calibrated_settings(args: argparse.Namespace, settings, detector):
-    """`settings` with the models folder's calibration.json applied to the values not given on the command
-    line (unless --no-calibration); the report names it in its settings and a note. A calibration fitted
-    for other model files is ignored, with a note."""
+def calibrated_settings(args: argparse.Namespace, settings, detector) -> tuple[object, list[str]]:
+    """(`settings` with the models folder's calibration.json applied to the values not given on the command
+    line (unless --no-calibration), the notes for the reports: `Detector.analyze(..., notes=)`). The report
+    names the calibration in its settings and a note. A calibration fitted for other model files is ignored,
+    with a note."""
     explicit_model = {name for name in ("audio_temperature", "fusion") if getattr(args, name, None) is not None}
     if getattr(args, "no_calibration", False) or detector.video is None:
-        return detector.default_settings(explicit_model, settings)
+        return detector.default_settings(explicit_model, settings), []
     from .calibration import CALIBRATED_FIELDS, apply_calibration, find_calibration
 
     calibration, path, note = find_calibration(detector.models_dir, detector.video.sha256,
@@ -117,9 +118,8 @@ def calibrated_settings(args: argparse.Namespace, settings, detector):
     if calibration is not None:
         explicit = {name for name in CALIBRATED_FIELDS if getattr(args, name, None) is not None}
         settings, note = apply_calibration(settings, calibration, explicit, str(path))
-    if note and note not in detector.load_notes:
-        detector.load_notes.append(note)
-    return detector.default_settings(explicit_model, settings)
+    notes = [note] if note else []
+    return detector.default_settings(explicit_model, settings), notes
 
 
 def load_detector(args: argparse.Namespace, voice_only: bool = False):
@@ -169,10 +169,10 @@ def cmd_analyze(args: argparse.Namespace) -> int:
         check_top_k(args.explain_faces)
     check_exists(args.video)  # a missing file, a dangling link or a link loop, before the models load
     detector = load_detector(args, voice_only=settings.audio_only or is_audio_file(Path(args.video)))
-    settings = calibrated_settings(args, settings, detector)
+    settings, notes = calibrated_settings(args, settings, detector)
     update, close = progress_bar(not args.quiet and sys.stderr.isatty())
     try:
-        report = detector.analyze(args.video, settings, progress=update)
+        report = detector.analyze(args.video, settings, progress=update, notes=notes)
     finally:
         close()
     if explain and report.timeline:  # Grad-CAM of the most suspicious faces, after the analysis (explain.py)
@@ -262,7 +262,7 @@ def cmd_scan(args: argparse.Namespace) -> int:
     if not videos:
         raise InputError(f"no video files found in {', '.join(args.paths)}")
     detector = load_detector(args, voice_only=settings.audio_only or all(is_audio_file(v) for v in videos))
-    settings = calibrated_settings(args, settings, detector)
+    settings, notes = calibrated_settings(args, settings, detector)
     errors = 0
     with open(out, "w", newline="", encoding="utf-8") as f:
         writer = csv.DictWriter(f, fieldnames=SCAN_FIELDS) if out.suffix == ".csv" else None
@@ -271,7 +271,7 @@ def cmd_scan(args: argparse.Namespace) -> int:
         for n, path in enumerate(videos, 1):
             report, error = None, None
             try:
-                report = detector.analyze(path, settings)
+                report = detector.analyze(path, settings, notes=notes)
             except InputError as e:
                 error = e
             except Exception as e:  # one broken file must not stop a long scan; it is recorded
