@@ -24,9 +24,14 @@ from .video import probe, sample_indices
 from .weights import VIDEO_FILES
 
 # Report.reason values the analysis gives (report.REASONS explains each)
-ABSTAINED, NO_FACE, STILL_IMAGE, TOO_SHORT = "abstained", "no_face", "still_image", "too_short"
-VIDEO_UNREADABLE, NO_SPEECH, NO_AUDIO_TRACK, NO_AUDIO_MODEL = "video_unreadable", "no_speech", "no_audio_track", \
-    "no_audio_model"
+ABSTAINED = "abstained"
+NO_FACE = "no_face"
+STILL_IMAGE = "still_image"
+TOO_SHORT = "too_short"
+VIDEO_UNREADABLE = "video_unreadable"
+NO_SPEECH = "no_speech"
+NO_AUDIO_TRACK = "no_audio_track"
+NO_AUDIO_MODEL = "no_audio_model"
 
 
 class Analysis(Context):
