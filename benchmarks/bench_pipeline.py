@@ -67,10 +67,11 @@ import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from deepfake_core.audio import mel_windows, read_audio
+from deepfake_core.context import STAGES, StageTimer
 from deepfake_core.faces import DnnFaceDetector, HaarFaceDetector, HybridFaceDetector, crop_face
 from deepfake_core.fusion import fuse
 from deepfake_core.models import build_audio_model, build_video_model, face_tensor
-from deepfake_core.pipeline import STAGES, StageTimer, match_windows
+from deepfake_core.timeline import match_windows
 from deepfake_core.video import apply_rotation, probe, sample_indices
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -372,7 +373,7 @@ def model_throughput(detector: Detector, batches: list[int], iterations: int = 1
     memory format), inputs already in host memory (on CUDA the copy to the GPU is timed too, as in an analysis):
     {modality: {batch: images/s}}, the median of `iterations` timed passes after 3 untimed ones."""
     out = {}
-    for modality, runner in detector._runners.items():
+    for modality, runner in detector.runners.items():
         size = (detector.video if modality == "video" else detector.audio).spec.input_size
         out[modality] = {}
         for batch in batches:

@@ -36,12 +36,11 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from PIL import Image  # noqa: E402
 from deepfake_core.checkpoints import load_model  # noqa: E402
-from deepfake_core.faces import crop_face  # noqa: E402
+from deepfake_core.faces import crop_face, load_face_detector  # noqa: E402
 from deepfake_core.fusion import video_p_fake  # noqa: E402
 from deepfake_core.models import face_tensor  # noqa: E402
-from deepfake_core.pipeline import _load_face_detector  # noqa: E402
+from deepfake_core.registry import builtin_video_file  # noqa: E402
 from deepfake_core.video import probe, read_frames, sample_indices  # noqa: E402
-from deepfake_core.weights import builtin_video_file  # noqa: E402
 
 VIDEO_SUFFIXES = {".mp4", ".mpg", ".mov", ".avi", ".webm", ".mkv"}
 FRAMES_PER_CLIP = 2
@@ -54,7 +53,7 @@ def calibration_crops(folders: list[Path], models_dir: Path, cache: Path, limit:
     if cache.is_file():
         return np.load(cache)
     spec = load_model(builtin_video_file(), "video").spec
-    faces, _ = _load_face_detector(models_dir, [])
+    faces, _ = load_face_detector(models_dir, [])
     crops = []
     files = sorted(p for f in folders for p in f.rglob("*") if p.suffix.lower() in VIDEO_SUFFIXES)
     for path in files:
@@ -160,7 +159,7 @@ def main(argv=None) -> int:
     rows = []
     for path in videos:
         rec = Recorder(runners)
-        detector._runners["video"] = rec
+        detector.runners["video"] = rec
         report = detector.analyze(path, settings)
         if not report.timeline:
             rows.append({"video": path.name, "label": path.parent.name, "faces": 0})

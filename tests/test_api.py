@@ -86,13 +86,13 @@ class Gated:
         self.release = threading.Event()
         self.error: Exception | None = None
 
-    def analyze(self, path, settings=None, progress=None):
+    def analyze(self, path, settings=None, progress=None, **names_and_notes):
         self.started.set()
         while not self.release.wait(0.02):
             progress(0.0, "gated")
         if self.error is not None:
             raise self.error
-        return self._detector.analyze(path, settings, progress)
+        return self._detector.analyze(path, settings, progress, **names_and_notes)
 
     def __getattr__(self, name):
         return getattr(self._detector, name)

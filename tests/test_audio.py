@@ -76,3 +76,22 @@ def test_read_audio_none_without_track(face_video_no_audio):
 def test_read_audio_only_file(tmp_path):
     y = read_audio(write_audio_only(tmp_path / "a.m4a", tone(2.5)))
     assert 2.4 * 16000 < len(y) < 2.7 * 16000
+
+
+@pytest.mark.parametrize("seconds", [0.0, 0.9, 1.0, 1.5, 1.6, 2.0, 3.2, 3.8, 5.0, 7.37])
+@pytest.mark.parametrize("chunk_s", [0.3, 1.0, 2.5, 100.0])
+def test_streamed_windows_are_the_spans_whatever_the_chunks(seconds, chunk_s):
+    """One windowing loop: a track given chunk by chunk is cut at exactly `window_spans`' spans (the original
+    rule, or the speech model's with min_track_s), each window holding the track's own samples."""
+    from deepfake_core.audio import stream_windows, window_spans
+
+    y = np.random.default_rng(0).standard_normal(int(seconds * 16000)).astype(np.float32)
+    step = int(chunk_s * 16000)
+    for min_track_s in (None, 1.0):
+        chunks = (y[i:i + step] for i in range(0, len(y), step))
+        got = list(stream_windows(chunks, min_track_s=min_track_s))
+        assert [(a, b) for a, b, _ in got] == window_spans(len(y), min_track_s=min_track_s)
+        for a, b, segment in got:
+            assert np.array_equal(segment, y[a:b])  # unpadded: each model's front end pads its own way
+    assert window_spans(int(1.5 * 16000), min_track_s=1.0) == [(0, 24000)]  # a short track is one window
+    assert window_spans(int(1.5 * 16000)) == []  # the original rule: under 80 % of a window, none

@@ -16,8 +16,9 @@ LAYERS: list[tuple[str, set[str]]] = [
     ("base: no imports from the package but each other", {"version", "errors", "registry", "offline", "process"}),
     ("settings, limits, model files", {"settings", "limits", "download", "model_files", "calibration"}),
     ("media, models, fusion, report", {"video", "audio", "speech", "faces", "tracking", "models", "fusion", "report",
-                                       "runtime", "ov_runtime", "batchnorm", "checkpoints", "explain"}),
-    ("loading and analysis", {"pipeline", "convert", "weights"}),
+                                       "runtime", "ov_runtime", "batchnorm", "checkpoints", "explain", "context",
+                                       "prefetch", "timeline"}),
+    ("loading and analysis", {"pipeline", "analysis", "audio_stage", "face_stage", "convert", "weights"}),
     ("training", {"train.*"}),
     ("front ends", {"", "__main__", "cli.*", "api.*", "webapp.*", "serve", "ray_scan"}),
 ]

@@ -35,7 +35,7 @@ def test_audio_only_file_declaring_hours_is_refused_before_decoding(detector, tm
     def no_decoding(*args, **kwargs):
         raise AssertionError("the audio was decoded")
 
-    monkeypatch.setattr("deepfake_core.pipeline.audio_chunks", no_decoding)
+    monkeypatch.setattr("deepfake_core.audio_stage.audio_chunks", no_decoding)
     with pytest.raises(MediaTooLarge, match="declares 18000 s of audio, over the 14400 s limit"):
         detector.analyze(path)
     assert main(["analyze", str(path), "--models-dir", str(original_models)]) == 2

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 
 from deepfake_core import AnalysisSettings, Detector
-from deepfake_core.pipeline import match_windows
 from deepfake_core.report import NOT_APPLICABLE
+from deepfake_core.timeline import match_windows
 
 
 TOP_KEYS = {"verdict", "reason", "confidence", "fused_real_prob", "threshold", "modalities", "timeline", "tracks",
@@ -125,13 +125,13 @@ def test_background_decoding_gives_the_same_report(detector, face_video):
 def test_an_error_while_decoding_in_the_background_reaches_the_caller(detector, face_video, monkeypatch):
     import threading
 
-    import deepfake_core.pipeline as pipeline
+    import deepfake_core.face_stage as face_stage
 
     def broken(*args, **kwargs):
         yield from ()
         raise RuntimeError("decoder exploded")
 
-    monkeypatch.setattr(pipeline, "read_frames", broken)
+    monkeypatch.setattr(face_stage, "read_frames", broken)
     before = threading.active_count()
     with pytest.raises(RuntimeError, match="decoder exploded"):
         detector.analyze(face_video)
@@ -155,8 +155,30 @@ def test_match_windows_by_time():
 
 
 def test_lone_detections_are_stray_only_beside_a_longer_track():
-    from deepfake_core.pipeline import _stray
+    from deepfake_core.timeline import stray as _stray
 
     assert _stray([0, 0, 1, 0, 2]).tolist() == [False, False, True, False, True]
     assert _stray([0, 1, 2]).tolist() == [False, False, False]  # nothing longer: nothing is stray
     assert _stray([]).tolist() == []
+
+
+def test_a_display_name_and_notes_go_into_the_report_not_the_detector(lite_detector, face_video):
+    """The caller's name for the file (an upload's) and its notes (a calibration's) travel with one analysis:
+    the report is never rewritten afterwards and the shared detector is never changed."""
+    load_notes = tuple(lite_detector.load_notes)
+    s = AnalysisSettings(max_samples=2)
+    named = lite_detector.analyze(face_video, s, display_name="my clip.mp4", notes=["calibrated by x.json"])
+    assert named.file == "my clip.mp4" and named.media["path"] == "my clip.mp4"
+    assert named.notes[:len(load_notes) + 1] == [*load_notes, "calibrated by x.json"]
+    plain = lite_detector.analyze(face_video, s)
+    assert plain.file == face_video.name and plain.media["path"] == str(face_video)
+    assert "calibrated by x.json" not in plain.notes and tuple(lite_detector.load_notes) == load_notes
+
+
+def test_every_reason_the_analysis_gives_is_explained():
+    from deepfake_core import analysis
+    from deepfake_core.report import REASONS
+
+    given = {analysis.ABSTAINED, analysis.NO_FACE, analysis.STILL_IMAGE, analysis.TOO_SHORT,
+             analysis.VIDEO_UNREADABLE, analysis.NO_SPEECH, analysis.NO_AUDIO_TRACK, analysis.NO_AUDIO_MODEL}
+    assert given <= set(REASONS)

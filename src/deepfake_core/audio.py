@@ -112,12 +112,17 @@ def read_audio(path: str | os.PathLike, sample_rate: int = SAMPLE_RATE,
 
 
 def window_spans(
-    n_samples: int, sample_rate: int = SAMPLE_RATE, window_s: float = WINDOW_S, overlap: float = OVERLAP
+    n_samples: int, sample_rate: int = SAMPLE_RATE, window_s: float = WINDOW_S, overlap: float = OVERLAP,
+    min_track_s: float | None = None,
 ) -> list[tuple[int, int]]:
     """(start, end) sample offsets of each analysis window, in the original's order and rule:
-    hop = window x (1 - overlap); stop at the first window shorter than 80 % of a full one."""
+    hop = window x (1 - overlap); stop at the first window shorter than 80 % of a full one. With
+    `min_track_s` (the speech model's rule), a track shorter than one window is one window when it lasts at
+    least `min_track_s`, else none."""
     win = int(window_s * sample_rate)
     hop = max(1, int(win * (1 - overlap)))
+    if min_track_s is not None and n_samples < win:
+        return [(0, n_samples)] if n_samples >= int(min_track_s * sample_rate) else []
     spans = []
     for start in range(0, n_samples, hop):
         end = min(start + win, n_samples)
@@ -125,6 +130,11 @@ def window_spans(
             break
         spans.append((start, end))
     return spans
+
+
+def zero_pad(segment: np.ndarray, n: int) -> np.ndarray:
+    """`segment` zero-padded at its end to n samples (the original's final window)."""
+    return np.pad(segment, (0, n - len(segment))) if len(segment) < n else segment
 
 
 def log_mel(segment: np.ndarray, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
@@ -163,11 +173,15 @@ def mel_windows(
 
 def stream_windows(
     chunks: Iterable[np.ndarray], sample_rate: int = SAMPLE_RATE, window_s: float = WINDOW_S,
-    overlap: float = OVERLAP,
+    overlap: float = OVERLAP, min_track_s: float | None = None,
 ) -> Iterator[tuple[int, int, np.ndarray]]:
-    """(start, end, samples) of each analysis window of a track given chunk by chunk, by `window_spans`' rule,
-    holding no more than one window plus one chunk in memory. A final window between 80 % and 100 % of
-    `window_s` is zero-padded to full length."""
+    """(start, end, samples) of each analysis window of a track given chunk by chunk, at the spans
+    `window_spans` gives (the same arguments), holding no more than one window plus one chunk in memory.
+
+    The one windowing loop: inference (`mel_batches`, `speech.speech_windows`) and training data
+    (`train.prepare`) all cut their windows here. A window shorter than `window_s` (the last one, or the only
+    one of a short track) comes as it is, shorter: the caller pads it as its model expects (`zero_pad`,
+    `speech.fit_length`)."""
     win = int(window_s * sample_rate)
     hop = max(1, int(win * (1 - overlap)))
     buffer = np.zeros(0, dtype=np.float32)
@@ -175,18 +189,14 @@ def stream_windows(
     start = 0  # next window's first sample
     for chunk in chunks:
         buffer = np.concatenate([buffer, np.asarray(chunk, dtype=np.float32).reshape(-1)])
-        while start + win <= offset + len(buffer):
+        while start + win <= offset + len(buffer):  # a full window: in every span list, whatever follows
             yield start, start + win, buffer[start - offset:start - offset + win].copy()
             start += hop
         drop = min(start - offset, len(buffer))
         buffer, offset = buffer[drop:], offset + drop
-    total = offset + len(buffer)
-    while start < total:
-        end = min(start + win, total)
-        if end - start < int(MIN_FILL * win):
-            break
-        yield start, end, np.pad(buffer[start - offset:end - offset], (0, win - (end - start)))
-        start += hop
+    for a, b in window_spans(offset + len(buffer), sample_rate, window_s, overlap, min_track_s):
+        if a >= start:  # the track's end is known now: its last windows, by the same rule
+            yield a, b, buffer[a - offset:b - offset].copy()
 
 
 def mel_batches(
@@ -202,7 +212,9 @@ def mel_batches(
     images, times = [], []
     if counts is not None:
         counts.update(looked=0, kept=0)
+    win = int(window_s * sample_rate)
     for start, end, segment in stream_windows(chunks, sample_rate, window_s, overlap):
+        segment = zero_pad(segment, win)
         if counts is not None:
             counts["looked"] += 1
         if keep is not None and not keep(segment):

@@ -292,7 +292,7 @@ class Analyser:
             self.detector = load_detector(args)
         except ModelFilesMissing as e:  # its arguments are not its message, so Ray cannot rebuild it: same text
             raise WeightsError(str(e)) from None
-        self.settings = calibrated_settings(args, settings, self.detector)
+        self.settings, self.notes = calibrated_settings(args, settings, self.detector)
         self.jsonl, self.ledger, self.max_attempts = jsonl, ledger, max_attempts
 
     def __call__(self, batch: dict) -> dict:
@@ -317,7 +317,7 @@ class Analyser:
         else:
             try:
                 with local_copy(source) as path:
-                    report = self.detector.analyze(path, self.settings)
+                    report = self.detector.analyze(path, self.settings, notes=self.notes)
             except Exception as e:  # one broken file must not stop a long scan; it is recorded
                 error = e
         self.ledger.finish.remote(key)

@@ -13,7 +13,7 @@ import librosa
 import numpy as np
 import torch
 
-from .audio import SAMPLE_RATE, window_spans
+from .audio import SAMPLE_RATE, stream_windows, window_spans
 
 N_FFT = 512  # samples (32 ms at 16 kHz)
 WIN_LENGTH = 400  # samples (25 ms)
@@ -101,10 +101,7 @@ def speech_spans(n_samples: int, window_s: float = SPEECH_WINDOW_S, overlap: flo
     """(start, end) sample offsets of the scored windows: the original windows (`audio.window_spans`: hop
     window x (1 - overlap), a final window kept when 80 % full) or, for a track shorter than one window but at
     least MIN_TRACK_S long, the whole track as one window (wrap-padded when scored)."""
-    win = int(window_s * sample_rate)
-    if n_samples < win:
-        return [(0, n_samples)] if n_samples >= int(MIN_TRACK_S * sample_rate) else []
-    return window_spans(n_samples, sample_rate, window_s, overlap)
+    return window_spans(n_samples, sample_rate, window_s, overlap, min_track_s=MIN_TRACK_S)
 
 
 def frame_levels(samples: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -151,17 +148,15 @@ def speech_windows(samples: np.ndarray, front_end: str = "logmel", window_s: flo
     windows looked at). A window shorter than `window_s` (the last, or the only one of a short track) is
     wrap-padded to full length; one without speech (`has_speech`) is left out.
     """
-    samples = np.asarray(samples, dtype=np.float32).reshape(-1)
     win = int(window_s * SAMPLE_RATE)
-    spans = speech_spans(len(samples), window_s, overlap)
-    kept, times = [], []
-    for start, end in spans:
-        segment = samples[start:end]
+    kept, times, looked = [], [], 0
+    for start, end, segment in stream_windows([samples], SAMPLE_RATE, window_s, overlap, MIN_TRACK_S):
+        looked += 1
         if not has_speech(segment):
             continue
         kept.append(features(fit_length(segment, win), front_end))
         times.append((start / SAMPLE_RATE, end / SAMPLE_RATE))
     if not kept:
         bands = GE2E_BANDS if front_end == "ge2e" else N_BANDS
-        return torch.zeros((0, 1, bands, win // HOP + 1)), [], len(spans)
-    return torch.stack(kept), times, len(spans)
+        return torch.zeros((0, 1, bands, win // HOP + 1)), [], looked
+    return torch.stack(kept), times, looked

@@ -122,8 +122,8 @@ def parse_options(given: dict) -> dict:
 
 
 def settings_for(options: dict, detector):
-    """AnalysisSettings as `deepfake-detect analyze` makes them: the options given, the models folder's
-    calibration for the calibrated values not given (unless no_calibration)."""
+    """(AnalysisSettings, notes for the report) as `deepfake-detect analyze` makes them: the options given,
+    the models folder's calibration for the calibrated values not given (unless no_calibration)."""
     from ..cli.common import calibrated_settings
 
     try:
@@ -348,7 +348,7 @@ def create_app(detector, config: ApiConfig | None = None) -> FastAPI:
             raise ApiError(429, "queue_full", str(e), {"Retry-After": str(RETRY_AFTER_S)}) from e
 
     async def _submit(path: Path, name: str, options: dict, folder: Path | None):
-        settings = settings_for(options, detector)
+        settings, notes = settings_for(options, detector)
         from ..video import probe
 
         try:  # what cannot be read at all is refused now, as analyze refuses it
@@ -357,7 +357,7 @@ def create_app(detector, config: ApiConfig | None = None) -> FastAPI:
             pass  # analysed: a NOT_APPLICABLE report, as analyze gives
         except DeepfakeError as e:
             raise ApiError(422, error_code(e), str(e)) from e
-        job = service.submit(path, safe_name(name), settings, options.get("explain", 0), folder)
+        job = service.submit(path, safe_name(name), settings, options.get("explain", 0), folder, tuple(notes))
         return job, options.get("wait", False)
 
     @app.get("/v1/analyses/{job_id}", tags=["analyses"], summary="Status, progress and, when done, the report")

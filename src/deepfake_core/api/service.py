@@ -52,6 +52,7 @@ class Job:
     settings: object  # AnalysisSettings
     explain: int  # faces to explain with Grad-CAM; 0 = none
     folder: Path | None  # the job's private temporary folder (uploads), removed when the job ends
+    notes: tuple[str, ...] = ()  # lines the report carries after the detector's (the calibration's)
     created: float = field(default_factory=time.time)
     status: str = QUEUED
     progress: float = 0.0
@@ -183,9 +184,10 @@ class AnalysisService:
         assert self.temp_root is not None, "start() first"
         return Path(tempfile.mkdtemp(prefix="job-", dir=self.temp_root))
 
-    def submit(self, path: Path, name: str, settings, explain: int = 0, folder: Path | None = None) -> Job:
+    def submit(self, path: Path, name: str, settings, explain: int = 0, folder: Path | None = None,
+               notes: tuple[str, ...] = ()) -> Job:
         """Queue an analysis in the place reserve() held."""
-        job = Job(uuid.uuid4().hex, Path(path), name, settings, explain, folder)
+        job = Job(uuid.uuid4().hex, Path(path), name, settings, explain, folder, notes)
         with self._lock:
             self.jobs[job.id] = job
         self._queue.put(job)
@@ -259,15 +261,14 @@ class AnalysisService:
 
         t0 = time.perf_counter()
         try:
-            report = self.detector.analyze(job.path, job.settings, progress=progress)
+            # an upload: the report names the file, not the server's temporary copy
+            report = self.detector.analyze(job.path, job.settings, progress=progress, notes=job.notes,
+                                           display_name=job.name if job.folder is not None else None)
             if job.explain and report.timeline:
                 progress(0.95, "explaining the most suspicious faces")
                 from ..explain import explain_report
 
                 explain_report(self.detector, job.path, report, k=job.explain)
-            report.file = job.name
-            if job.folder is not None:  # an upload: the report names the file, not the server's temporary copy
-                report.media["path"] = job.name
             job.report, job.timeline_csv = report.to_dict(), report.timeline_csv()
         except Cancelled:
             self._finish(job, CANCELLED, "cancelled")

@@ -38,10 +38,10 @@ def cmd_analyze(args: argparse.Namespace) -> int:
         check_top_k(args.explain_faces)
     check_exists(args.video)  # a missing file, a dangling link or a link loop, before the models load
     detector = load_detector(args, voice_only=settings.audio_only or is_audio_file(Path(args.video)))
-    settings = calibrated_settings(args, settings, detector)
+    settings, notes = calibrated_settings(args, settings, detector)
     update, close = progress_bar(not args.quiet and sys.stderr.isatty())
     try:
-        report = detector.analyze(args.video, settings, progress=update)
+        report = detector.analyze(args.video, settings, progress=update, notes=notes)
     finally:
         close()
     if explain and report.timeline:  # Grad-CAM of the most suspicious faces, after the analysis (explain.py)

@@ -59,13 +59,14 @@ def settings_from_args(args: argparse.Namespace) -> AnalysisSettings:
 
 
 # -- the detector and its settings -------------------------------------------------------------------------
-def calibrated_settings(args: argparse.Namespace, settings, detector):
-    """`settings` with the models folder's calibration.json applied to the values not given on the command
-    line (unless --no-calibration); the report names it in its settings and a note. A calibration fitted
-    for other model files is ignored, with a note."""
+def calibrated_settings(args: argparse.Namespace, settings, detector) -> tuple[object, list[str]]:
+    """(`settings` with the models folder's calibration.json applied to the values not given on the command
+    line (unless --no-calibration), the notes for the reports: `Detector.analyze(..., notes=)`). The report
+    names the calibration in its settings and a note. A calibration fitted for other model files is ignored,
+    with a note."""
     explicit_model = {name for name in ("audio_temperature", "fusion") if getattr(args, name, None) is not None}
     if getattr(args, "no_calibration", False) or detector.video is None:
-        return detector.default_settings(explicit_model, settings)
+        return detector.default_settings(explicit_model, settings), []
     from ..calibration import CALIBRATED_FIELDS, apply_calibration, find_calibration
 
     calibration, path, note = find_calibration(detector.models_dir, detector.video.sha256,
@@ -73,9 +74,8 @@ def calibrated_settings(args: argparse.Namespace, settings, detector):
     if calibration is not None:
         explicit = {name for name in CALIBRATED_FIELDS if getattr(args, name, None) is not None}
         settings, note = apply_calibration(settings, calibration, explicit, str(path))
-    if note and note not in detector.load_notes:
-        detector.load_notes.append(note)
-    return detector.default_settings(explicit_model, settings)
+    notes = [note] if note else []
+    return detector.default_settings(explicit_model, settings), notes
 
 
 def load_detector(args: argparse.Namespace, voice_only: bool = False):

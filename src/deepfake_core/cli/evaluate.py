@@ -25,9 +25,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     settings, media, detector = labelled_run(args)
     from ..train.evaluate import evaluate, summary_lines  # after the checks above: it imports torch
 
-    settings = calibrated_settings(args, settings, detector)
+    settings, notes = calibrated_settings(args, settings, detector)
     result = evaluate(detector, media, args.out, settings, group_by=args.group_by, progress=not args.quiet,
-                      data_name=str(args.labels))
+                      data_name=str(args.labels), notes=notes)
     for line in summary_lines(result.summary):
         print(line)
     na, errors = result.summary["not_applicable"], result.summary["errors"]

@@ -39,7 +39,7 @@ def cmd_scan(args: argparse.Namespace) -> int:
     if not videos:
         raise InputError(f"no video files found in {', '.join(args.paths)}")
     detector = load_detector(args, voice_only=settings.audio_only or all(is_audio_file(v) for v in videos))
-    settings = calibrated_settings(args, settings, detector)
+    settings, notes = calibrated_settings(args, settings, detector)
     errors = 0
     with open(out, "w", newline="", encoding="utf-8") as f:
         writer = csv.DictWriter(f, fieldnames=SCAN_FIELDS) if out.suffix == ".csv" else None
@@ -48,7 +48,7 @@ def cmd_scan(args: argparse.Namespace) -> int:
         for n, path in enumerate(videos, 1):
             report, error = None, None
             try:
-                report = detector.analyze(path, settings)
+                report = detector.analyze(path, settings, notes=notes)
             except Exception as e:  # one broken file (InputError or worse) must not stop a long scan; it is recorded
                 error = e
             errors += error is not None

@@ -14,7 +14,7 @@ import os
 import sys
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -39,14 +39,15 @@ class EvalResult:
     rows: list[dict]
 
 
-def run_detector(detector, media: list[LabelledMedia], settings: AnalysisSettings,
-                 progress: bool = True) -> Iterator[tuple[LabelledMedia, Report | None, Exception | None]]:
-    """Analyse each file; a file that cannot be read yields its error instead of stopping the run."""
+def run_detector(detector, media: list[LabelledMedia], settings: AnalysisSettings, progress: bool = True,
+                 notes: Sequence[str] = ()) -> Iterator[tuple[LabelledMedia, Report | None, Exception | None]]:
+    """Analyse each file (each report carrying `notes`); a file that cannot be read yields its error instead of
+    stopping the run."""
     from tqdm import tqdm
 
     for item in tqdm(media, file=sys.stderr, disable=not progress, desc="analyse", unit="file"):
         try:
-            yield item, detector.analyze(item.path, settings), None
+            yield item, detector.analyze(item.path, settings, notes=notes), None
         except DeepfakeError as e:
             yield item, None, e
         except Exception as e:  # recorded in the scores and the summary, never dropped
@@ -102,8 +103,9 @@ def group_metrics(rows: list[dict], column: str, modality: str = "fused", fake_t
 
 def evaluate(detector, media: list[LabelledMedia], out_dir: str | os.PathLike, settings: AnalysisSettings | None = None,
              group_by: list[str] | None = None, progress: bool = True, data_name: str = "",
-             log: Callable[[str], None] | None = None) -> EvalResult:
-    """Run `detector` on `media` and write scores.csv, summary.json and the plots into `out_dir`."""
+             log: Callable[[str], None] | None = None, notes: Sequence[str] = ()) -> EvalResult:
+    """Run `detector` on `media` and write scores.csv, summary.json and the plots into `out_dir`. `notes`:
+    lines every report carries after the detector's (the calibration's, `cli.calibrated_settings`)."""
     log = log or (lambda message: print(message, file=sys.stderr))
     settings = settings or AnalysisSettings()
     out = Path(out_dir)
@@ -114,7 +116,7 @@ def evaluate(detector, media: list[LabelledMedia], out_dir: str | os.PathLike, s
     with open(out / "scores.csv", "w", newline="", encoding="utf-8") as f:
         writer = csv.DictWriter(f, fieldnames=SCORE_FIELDS + extra_fields, extrasaction="ignore")
         writer.writeheader()
-        for item, report, error in run_detector(detector, media, settings, progress):
+        for item, report, error in run_detector(detector, media, settings, progress, notes):
             row = score_row(item, report, error, settings.threshold)
             rows.append(row)
             writer.writerow(row)
@@ -140,7 +142,7 @@ def evaluate(detector, media: list[LabelledMedia], out_dir: str | os.PathLike, s
                        "the modality's own prediction (FAKE unless P(real) > 0.5)",
         "settings": settings.to_dict(),
         "models": detector.describe_models() if hasattr(detector, "describe_models") else {},
-        "notes": list(getattr(detector, "load_notes", [])),
+        "notes": [*getattr(detector, "load_notes", []), *notes],
         "seconds": round(time.perf_counter() - started, 2),
     }
     if group_by:

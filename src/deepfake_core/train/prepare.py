@@ -2,7 +2,7 @@
 
 Frames are sampled with `video.sample_indices` and decoded with `video.read_frames`, faces found by the same
 hybrid detector the Detector loads (res10 SSD + Haar, from the models directory) and cut with
-`faces.crop_face`; audio is decoded with `audio.read_audio` and windowed with `audio.window_spans` +
+`faces.crop_face`; audio is decoded with `audio.read_audio` and windowed with `audio.stream_windows` +
 `audio.log_mel` (the cache keeps the 128 x T mel; `audio.mel_image` turns it into the model input at training
 time, after SpecAugment). Nothing here re-implements a preprocessing step.
 
@@ -24,7 +24,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from ..audio import OVERLAP, SAMPLE_RATE, WINDOW_S, log_mel, read_audio, window_spans
+from ..audio import OVERLAP, SAMPLE_RATE, WINDOW_S, log_mel, read_audio, stream_windows, zero_pad
 from ..errors import DeepfakeError, InputError, NoVideoStream, SettingsError
 from ..faces import HybridFaceDetector, crop_face
 from ..settings import AnalysisSettings
@@ -92,14 +92,10 @@ def mel_segments(samples: np.ndarray, sample_rate: int = SAMPLE_RATE, window_s: 
     """The per-window (128, T) float32 normalised log-mels of a mono track, and their (start, end) in
     seconds: what `audio.mel_windows` makes before `audio.mel_image` (so mel_image(mels[i]) equals
     mel_windows(samples)[0][i] exactly; a test checks it)."""
-    samples = np.asarray(samples, dtype=np.float32).reshape(-1)
     win = int(window_s * sample_rate)
     mels, spans = [], []
-    for start, end in window_spans(len(samples), sample_rate, window_s, overlap):
-        segment = samples[start:end]
-        if len(segment) < win:
-            segment = np.pad(segment, (0, win - len(segment)))
-        mels.append(log_mel(segment, sample_rate))
+    for start, end, segment in stream_windows([samples], sample_rate, window_s, overlap):
+        mels.append(log_mel(zero_pad(segment, win), sample_rate))
         spans.append((start / sample_rate, end / sample_rate))
     return mels, spans
 

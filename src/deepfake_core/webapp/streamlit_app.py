@@ -272,9 +272,8 @@ def analyse_upload(detector: Detector, uploaded, settings_kwargs: dict, cap_mb: 
         def progress(fraction: float, message: str) -> None:
             bar.progress(min(max(float(fraction), 0.0), 1.0), text=message)
 
-        report = detector.analyze(path, settings, progress=progress)
-        report.file = uploaded.name  # the report names the upload, not the temporary file
-        report.media["path"] = uploaded.name
+        # the report names the upload, not the temporary file
+        report = detector.analyze(path, settings, progress=progress, display_name=uploaded.name)
         if explain and report.timeline:
             from deepfake_core.explain import explain_report
 
