@@ -12,7 +12,7 @@ from deepfake_core.cli import build_parser
 from deepfake_core.cli.common import settings_from_args
 from deepfake_core.cli.options import given_values, option_fields
 from deepfake_core.settings import AnalysisSettings, widget_fields
-from deepfake_core.train.config import TrainConfig
+from deepfake_core.train.config import PrepareOptions, TrainConfig
 
 ANALYSIS_COMMANDS = ("analyze", "scan", "evaluate", "calibrate")
 
@@ -86,3 +86,19 @@ def test_every_train_option_of_trainconfig_maps_to_one_field():
     config = TrainConfig(**given_values(args, TrainConfig))
     assert (config.modality, config.augment, config.epochs, config.balance) == ("video", False, 2, True)
     assert dataclasses.replace(config, augment=True, epochs=10) == TrainConfig("video")  # the rest: defaults
+
+
+def test_every_prepare_option_maps_to_one_field():
+    p = subparser("prepare")
+    declared = {f.name for f in option_fields(PrepareOptions)}
+    dests = [a.dest for a in p._actions]
+    assert declared <= set(dests) and all(dests.count(name) == 1 for name in declared)
+    args = p.parse_args(["data", "--out", "cache", "--no-audio", "--frame-skip", "3", "--max-crop-side", "96"])
+    options = PrepareOptions(**given_values(args, PrepareOptions))
+    assert (options.audio, options.video, options.frame_skip, options.max_crop_side) == (False, True, 3, 96)
+    assert dataclasses.replace(options, audio=True, frame_skip=5, max_crop_side=None) == PrepareOptions()
+    # the defaults analyze uses, declared once on AnalysisSettings
+    analysis = AnalysisSettings()
+    assert (PrepareOptions().frame_skip, PrepareOptions().window_s) == (analysis.frame_skip, analysis.audio_window_s)
+    helps = {a.dest: a.help for a in p._actions}
+    assert "(default: 5)" in helps["frame_skip"] and "(default: 16)" in helps["frames_per_video"]

@@ -7,7 +7,7 @@ import dataclasses
 from dataclasses import dataclass
 
 from ..errors import SettingsError
-from ..settings import DEVICES, PRECISIONS, Option, check_choice, setting
+from ..settings import DEVICES, PRECISIONS, AnalysisSettings, Option, check_choice, setting, validate
 
 SCHEDULES = ("cosine", "plateau")
 MONITORS = ("val_auc", "val_item_auc")
@@ -73,6 +73,52 @@ class TrainConfig:
             raise SettingsError(f"workers must be >= 0; got {self.workers}")
         if not self.lr > 0:
             raise SettingsError(f"lr must be > 0; got {self.lr}")
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+def _analysis_default(name: str):
+    """The default of an AnalysisSettings field: `prepare` cuts its data the way `analyze` looks at a video."""
+    return next(f.default for f in dataclasses.fields(AnalysisSettings) if f.name == name)
+
+
+@dataclass(frozen=True)
+class PrepareOptions:
+    """How `deepfake-detect prepare` cuts a dataset into a training cache; its fields declare the options."""
+
+    # Sample every n-th frame of a video...
+    frame_skip: int = setting(
+        _analysis_default("frame_skip"), minimum=1,
+        option=Option("--frame-skip", "sample every N-th frame (default: {default})", metavar="N"))
+    # ...at most this many frames per video, spread over all of it (video.sample_indices).
+    frames_per_video: int = setting(
+        16, minimum=1, option=Option("--frames-per-video", "at most N sampled frames per video, spread over it "
+                                     "(default: {default})", metavar="N"))
+    # Faces kept per sampled frame, best first (1: the main face; a fake video's bystanders stay out).
+    faces_per_frame: int = setting(
+        1, minimum=1, option=Option("--faces-per-frame", "faces kept per frame (default: {default})", metavar="N"))
+    # Context around the face box (0 = the raw box, as inference and the original models use).
+    face_margin: float = setting(
+        _analysis_default("face_margin"), range=(0.0, 2.0),
+        option=Option("--face-margin", "context around each face box (default: {default:g}, as inference)",
+                      metavar="M"))
+    # Crops larger than this (longest side, pixels) are shrunk before storing; None keeps them as cut.
+    max_crop_side: int | None = setting(
+        None, minimum=16, optional=True,
+        option=Option("--max-crop-side", "shrink larger crops to this side before storing (default: keep as cut)",
+                      metavar="PX"))
+    # What to extract.
+    video: bool = setting(True, option=Option("--no-video", "no face crops"))
+    audio: bool = setting(True, option=Option("--no-audio", "no mel windows"))
+    # Audio windows (the original recipe: 2.0 s, 50 % overlap), as analyze cuts them.
+    window_s: float = setting(_analysis_default("audio_window_s"), range=(0.5, 30.0))
+    overlap: float = setting(_analysis_default("audio_overlap"), range=(0.0, 0.95))
+
+    def __post_init__(self):
+        validate(self)
+        if not (self.video or self.audio):
+            raise SettingsError("nothing to prepare: both video and audio are off")
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

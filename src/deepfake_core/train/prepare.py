@@ -12,7 +12,6 @@ Resumable: an item whose .npz exists is skipped. Parallel: `workers` processes, 
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import json
 import multiprocessing
 import os
@@ -25,48 +24,15 @@ import cv2
 import numpy as np
 
 from ..audio import OVERLAP, SAMPLE_RATE, WINDOW_S, log_mel, read_audio, stream_windows, zero_pad
-from ..errors import DeepfakeError, InputError, NoVideoStream, SettingsError
+from ..errors import DeepfakeError, InputError, NoVideoStream
 from ..faces import HybridFaceDetector, crop_face
 from ..settings import AnalysisSettings
 from ..video import DecodeStats, probe, read_frames, sample_indices
 from .cache import CACHE_FORMAT, CACHE_JSON, item_file, read_item_info, write_index, write_item
+from .config import PrepareOptions
 from .data import IMAGE_EXTENSIONS, LabelledMedia
 
 SILENCE_TOP_DB = 40.0  # dB below the track's peak that counts as silence (librosa.effects.trim)
-
-
-@dataclass(frozen=True)
-class PrepareOptions:
-    # Sample every n-th frame of a video...
-    frame_skip: int = 5
-    # ...at most this many frames per video, spread over all of it (video.sample_indices).
-    frames_per_video: int = 16
-    # Faces kept per sampled frame, best first (1: the main face; a fake video's bystanders stay out).
-    faces_per_frame: int = 1
-    # Context around the face box (0 = the raw box, as inference and the original models use).
-    face_margin: float = 0.0
-    # Crops larger than this (longest side, pixels) are shrunk before storing; None keeps them as cut.
-    max_crop_side: int | None = None
-    # What to extract.
-    video: bool = True
-    audio: bool = True
-    # Audio windows (the original recipe: 2.0 s, 50 % overlap).
-    window_s: float = WINDOW_S
-    overlap: float = OVERLAP
-
-    def __post_init__(self):
-        for name in ("frame_skip", "frames_per_video", "faces_per_frame"):
-            if int(getattr(self, name)) < 1:
-                raise SettingsError(f"{name} must be >= 1; got {getattr(self, name)!r}")
-        if self.face_margin < 0:
-            raise SettingsError(f"face_margin must be >= 0; got {self.face_margin!r}")
-        if self.max_crop_side is not None and self.max_crop_side < 16:
-            raise SettingsError(f"max_crop_side must be >= 16; got {self.max_crop_side!r}")
-        if not (self.video or self.audio):
-            raise SettingsError("nothing to prepare: both video and audio are off")
-
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
 
 
 @dataclass
