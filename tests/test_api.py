@@ -359,3 +359,13 @@ def test_concurrent_clients_against_two_workers(lite_detector, face_video):
         assert job["status"] == "done" and job["report"]["file"] == name and job["report"]["counts"]["faces"] > 0
     assert 'deepfake_api_analyses_total{outcome="done"} 20.0' in metrics
     assert sum(refused for _, refused in runs) > 0  # the queue bound was reached, and held
+
+
+def test_boolean_settings_are_options_too():
+    from deepfake_core.api.app import ApiError, parse_options
+
+    assert parse_options({"face_reuse": "false", "audio_only": "true", "frame_skip": "3"}) == {
+        "face_reuse": False, "audio_only": True, "frame_skip": 3}
+    assert parse_options({"face_reuse": True}) == {"face_reuse": True}  # a JSON boolean
+    with pytest.raises(ApiError, match="face_reuse must be true or false"):
+        parse_options({"face_reuse": "sometimes"})

@@ -41,7 +41,7 @@ RETRY_AFTER_S = 5  # suggested to a client refused with 429
 # AnalysisSettings fields a request may give (query string, form fields or JSON keys); their types come from
 # the fields (settings.py).
 SETTING_OPTIONS = ("fusion", "threshold", "audio_temperature", "video_temperature", "frame_skip", "max_samples",
-                   "abstain_below", "face_margin")
+                   "abstain_below", "face_margin", "face_reuse", "audio_only")
 _TYPES = {f.name: value_type(f) for f in dataclasses.fields(AnalysisSettings) if f.name in SETTING_OPTIONS}
 OTHER_OPTIONS = ("no_calibration", "explain", "wait", "path")
 
@@ -103,6 +103,9 @@ def parse_options(given: dict) -> dict:
             if value is None:
                 continue
             kind = _TYPES[name]
+            if kind is bool:
+                out[name] = parse_bool(name, value)
+                continue
             try:
                 if isinstance(value, bool) or (kind is str and not isinstance(value, str)):
                     raise ValueError(value)
