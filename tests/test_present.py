@@ -121,6 +121,19 @@ def test_model_status_names_files_short_hashes_and_whether_they_are_the_publishe
                          f"**runtime** {report.models['runtime']}")
 
 
+def test_training_caption_names_where_the_models_come_from(report):
+    def with_video(**flags):
+        return dataclasses.replace(report, models=dict(report.models, audio=None,
+                                                       video=dict(report.models["video"], **flags)))
+
+    assert "this installation supplied" in present.training_caption(report)  # random test weights
+    builtin = present.training_caption(with_video(shipped=True, published=False))
+    assert "built-in experimental model" in builtin and "FakeAVCeleb" not in builtin and "face swaps" in builtin
+    original = present.training_caption(with_video(shipped=False, published=True))
+    assert "FakeAVCeleb" in original and "built-in" not in original
+    assert present.training_caption(report).endswith("not proof. Look at when and where the evidence is, below.")
+
+
 def test_download_names(report):
     named = dataclasses.replace(report, file="My clip.final.mov")
     assert present.download_names(named) == ("My clip.final.deepfake-report.json", "My clip.final.timeline.csv")

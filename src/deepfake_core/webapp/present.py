@@ -57,6 +57,22 @@ def provenance_warning(report: Report) -> str | None:
     return sentence[0].upper() + sentence[1:] + "."
 
 
+def training_caption(report: Report) -> str:
+    """Where the judging models come from, in one caption under the verdict: the published checkpoints
+    (FakeAVCeleb), the package's built-in model, or files the user supplied."""
+    models = [m for m in (report.models.get("video"), report.models.get("audio")) if isinstance(m, dict)]
+    sources = []
+    if any(m.get("shipped") for m in models):
+        sources.append("the built-in experimental model, trained by this project on generated talking-head videos "
+                       "of 10 generator families (it does not catch face swaps; docs/MODEL_CARD.md)")
+    if any(m.get("published") for m in models):
+        sources.append("the original project's models, trained on one public dataset (FakeAVCeleb)")
+    if any(not m.get("shipped") and not m.get("published") for m in models):
+        sources.append("model files this installation supplied (see Model status)")
+    origin = " and ".join(sources) if sources else "no model"
+    return f"A score from {origin}: not proof. Look at when and where the evidence is, below."
+
+
 def short_sha(sha256: str | None, n: int = 12) -> str:
     return (sha256 or "")[:n] or "–"
 

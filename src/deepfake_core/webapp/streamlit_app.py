@@ -371,8 +371,7 @@ def verdict_card(report, truth: str | None) -> None:
                 st.success(sentence, icon=":material/check_circle:")
             else:
                 st.warning(sentence, icon=":material/cancel:")
-        st.caption("A score from models trained on one public dataset (FakeAVCeleb), not proof. "
-                   "Look at when and where the evidence is, below.")
+        st.caption(present.training_caption(report))
 
 
 def evidence(report) -> None:
