@@ -102,3 +102,15 @@ def test_openvino_model_is_converted_once_then_read_from_the_cache(openvino_dete
     assert any(step.startswith("openvino ") and "fp32" in step for step in second.done)
     b = blob(astronaut_bgr(), (300, 300))
     np.testing.assert_allclose(first(b), second(b), atol=1e-6)
+
+
+def test_detection_output_matches_cv2_dnn_when_top_k_and_keep_top_k_cut():
+    b = np.random.default_rng(0).normal(0, 60, (1, 3, 300, 533)).astype(np.float32)  # noise: many weak boxes
+    loc, conf, ref = cv2_outputs(b, ["mbox_loc", "mbox_conf_flatten", "detection_out"])
+    layers = read_layers(files()[0])
+    head = next(layer for layer in layers if layer["type"][0] == "DetectionOutput")
+    assert (conf[0, 1::2] > 0.01).sum() > 400  # more candidates than NMS's top_k
+    got = detection_output(head, loc[0], conf[0], *prior_boxes(layers, 300, 533))[0, 0]
+    ref = ref[0, 0][ref[0, 0, :, 2] > 0]
+    assert len(got) == len(ref)
+    np.testing.assert_allclose(got[:, 2:], ref[:, 2:], atol=1e-5)

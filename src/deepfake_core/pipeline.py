@@ -72,13 +72,14 @@ class Detector:
             if loaded is not None:
                 runner = make_runner(self.runtime, loaded, device, precision, compile)
                 self.runners[loaded.spec.modality], self.optimizations[loaded.spec.modality] = runner, runner.done
-        # res10 follows the networks' runtime: OpenVINO runs it ~1.4x (fp32) to ~2.3x (bf16) as fast as cv2.dnn
-        # on a 533x300 input, with the same faces (benchmarks/RESULTS.md); the torch runtime keeps cv2.dnn.
+        # res10 follows the networks' runtime: OpenVINO runs it ~1.4x as fast as cv2.dnn on a 533x300 input in
+        # fp32, with the same boxes to the pixel (benchmarks/RESULTS.md); the torch runtime keeps cv2.dnn. Always
+        # fp32: bf16 (~2.3x) finds the same faces but moves boxes by a pixel, so the crops, and the scores, change.
         dnn = getattr(faces, "dnn", None)
         if dnn is not None:
             if self.runtime == "openvino" and dnn.backend != "openvino":
                 try:
-                    dnn.use_openvino(precision)
+                    dnn.use_openvino("fp32")
                 except (RuntimeError, ValueError, OSError) as e:  # a res10 variant the rebuild does not cover
                     self.load_notes += (f"faces found by cv2.dnn: OpenVINO could not run the res10 detector ({e})",)
             self.optimizations["faces"] = list(dnn.done)

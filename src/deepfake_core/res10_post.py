@@ -140,23 +140,28 @@ def detection_output(layer: dict, loc: np.ndarray, conf: np.ndarray, priors: np.
     scores = conf.reshape(-1, classes)
     loc = loc.reshape(-1, 4)
     clip = bool(_one(p, "clip", False))
-    found = []  # (score, label, box)
+    found = []  # (scores, label, boxes) per class, best first
     for label in range(classes):
         if label == background:
             continue
         candidates = np.flatnonzero(scores[:, label] > threshold)
+        if -1 < top_k < len(candidates):  # those scoring at least the top_k-th best first (a partial sort)
+            kth = np.partition(scores[candidates, label], len(candidates) - top_k)[len(candidates) - top_k]
+            candidates = candidates[scores[candidates, label] >= kth]
         candidates = candidates[np.argsort(-scores[candidates, label], kind="stable")]  # ties in index order
         if top_k > -1:
             candidates = candidates[:top_k]
         boxes = decode(loc[candidates], priors[candidates], variances[candidates], clip)  # only the candidates
-        for i in nms_keep(boxes, nms_threshold):
-            found.append((scores[candidates[i], label], label, boxes[i]))
-    if keep_top_k > -1 and len(found) > keep_top_k:
-        order = sorted(range(len(found)), key=lambda j: -found[j][0])[:keep_top_k]  # stable: ties keep order
-        found = [found[j] for j in sorted(order, key=lambda j: (found[j][1], -found[j][0]))]
-    out = np.zeros((1, 1, len(found), 7), np.float32)
-    for row, (score, label, box) in enumerate(found):
-        out[0, 0, row] = (0, label, score, *box)
+        kept = nms_keep(boxes, nms_threshold)
+        found.append((scores[candidates[kept], label], label, boxes[kept]))
+    score = np.concatenate([f[0] for f in found]) if found else np.zeros(0, np.float32)
+    label = np.concatenate([np.full(len(f[0]), f[1], np.float32) for f in found]) if found else score
+    box = np.concatenate([f[2] for f in found]) if found else np.zeros((0, 4), np.float32)
+    if -1 < keep_top_k < len(score):  # the best keep_top_k over all classes (ties: the earlier), class by class
+        best = np.sort(np.argsort(-score, kind="stable")[:keep_top_k])
+        score, label, box = score[best], label[best], box[best]
+    out = np.zeros((1, 1, len(score), 7), np.float32)
+    out[0, 0, :, 1], out[0, 0, :, 2], out[0, 0, :, 3:] = label, score, box
     return out
 
 
@@ -174,19 +179,19 @@ def decode(loc: np.ndarray, priors: np.ndarray, variances: np.ndarray, clip: boo
 
 def nms_keep(boxes: np.ndarray, nms_threshold: float) -> list[int]:
     """Caffe's ApplyNMSFast (eta 1) on boxes sorted best first: each is kept when it overlaps no kept box by
-    more than `nms_threshold` (IoU of normalised boxes)."""
-    areas = np.where((boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1]),
-                     (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1]), 0.0)
+    more than `nms_threshold` (IoU of normalised boxes). The overlaps are computed at once (float32)."""
+    x1, y1, x2, y2 = (boxes[:, i] for i in range(4))
+    areas = np.where((x2 > x1) & (y2 > y1), (x2 - x1) * (y2 - y1), np.float32(0))
+    iw = np.minimum(x2[:, None], x2[None]) - np.maximum(x1[:, None], x1[None])
+    ih = np.minimum(y2[:, None], y2[None]) - np.maximum(y1[:, None], y1[None])
+    inter = np.where((iw > 0) & (ih > 0), iw * ih, np.float32(0))
+    union = areas[:, None] + areas[None] - inter
+    overlap = np.divide(inter, union, out=np.zeros_like(inter), where=union > 0)
+    over = overlap > nms_threshold
+    suppressed = np.zeros(len(boxes), bool)
     kept: list[int] = []
     for i in range(len(boxes)):
-        if kept:
-            k = np.array(kept)
-            iw = np.minimum(boxes[k, 2], boxes[i, 2]) - np.maximum(boxes[k, 0], boxes[i, 0])
-            ih = np.minimum(boxes[k, 3], boxes[i, 3]) - np.maximum(boxes[k, 1], boxes[i, 1])
-            inter = np.where((iw > 0) & (ih > 0), iw * ih, 0.0)
-            union = areas[k] + areas[i] - inter
-            overlap = np.divide(inter, union, out=np.zeros_like(inter), where=union > 0)
-            if (overlap > nms_threshold).any():
-                continue
-        kept.append(i)
+        if not suppressed[i]:  # overlaps no kept box: kept, and suppresses what it overlaps
+            kept.append(i)
+            suppressed |= over[i]
     return kept
