@@ -43,7 +43,8 @@ class Res10Net(nn.Module):
             elif kind == "BatchNorm":
                 mean, var, factor = (b.reshape(-1) for b in blobs[name][:3])
                 f = 0.0 if factor[0] == 0 else 1.0 / factor[0]
-                self.register_buffer(f"{key}_scale", torch.from_numpy(1.0 / np.sqrt(var * f + BN_EPS)).view(1, -1, 1, 1))
+                scale = 1.0 / np.sqrt(var * f + BN_EPS)
+                self.register_buffer(f"{key}_scale", torch.from_numpy(scale).view(1, -1, 1, 1))
                 self.register_buffer(f"{key}_shift", torch.from_numpy(-mean * f).view(1, -1, 1, 1))
             elif kind == "Scale":
                 self.register_buffer(f"{key}_scale", torch.from_numpy(blobs[name][0].reshape(1, -1, 1, 1).copy()))
