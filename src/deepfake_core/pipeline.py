@@ -72,9 +72,9 @@ class Detector:
             if loaded is not None:
                 runner = make_runner(self.runtime, loaded, device, precision, compile)
                 self.runners[loaded.spec.modality], self.optimizations[loaded.spec.modality] = runner, runner.done
-        # res10 follows the networks' runtime: OpenVINO runs it ~1.4x as fast as cv2.dnn on a 533x300 input in
-        # fp32, with the same boxes to the pixel (benchmarks/RESULTS.md); the torch runtime keeps cv2.dnn. Always
-        # fp32: bf16 (~2.3x) finds the same faces but moves boxes by a pixel, so the crops, and the scores, change.
+        # res10 follows the networks' runtime: OpenVINO runs it ~2x as fast as cv2.dnn in fp32, with the same
+        # boxes to the pixel (benchmarks/RESULTS.md); the torch runtime keeps cv2.dnn. Always fp32: bf16 (~3x)
+        # finds the same faces but moves box edges by a pixel, so the crops, and the scores, change.
         dnn = getattr(faces, "dnn", None)
         if dnn is not None:
             if self.runtime == "openvino" and dnn.backend != "openvino":
