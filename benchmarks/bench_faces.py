@@ -183,9 +183,13 @@ def main(argv=None) -> int:
     p.add_argument("--json", action="store_true")
     p.add_argument("--reuse", action="store_true", help="full detection vs the box-reuse rule (product sampling)")
     p.add_argument("--grid", action="store_true", help="with --reuse: several thresholds (training clips only)")
+    p.add_argument("--backend", choices=("cv2.dnn", "openvino"), default="cv2.dnn", help="what runs res10")
+    p.add_argument("--precision", choices=("fp32", "bf16"), default="fp32", help="with --backend openvino")
     args = p.parse_args(argv)
     d = Path(args.models_dir)
     dnn = DnnFaceDetector(d / "deploy.prototxt", d / "res10_300x300_ssd_iter_140000_fp16.caffemodel")
+    if args.backend == "openvino":
+        dnn.use_openvino(args.precision)
     haar = HaarFaceDetector()
     detectors = {"before": SquashedRes10(dnn, haar), "after": HybridFaceDetector(dnn, haar)}
     results = {}

@@ -17,7 +17,7 @@ LAYERS: list[tuple[str, set[str]]] = [
     ("settings, limits, model files", {"settings", "limits", "download", "model_files", "calibration"}),
     ("media, models, fusion, report", {"video", "audio", "speech", "faces", "tracking", "models", "fusion", "report",
                                        "runtime", "ov_runtime", "batchnorm", "checkpoints", "explain", "context",
-                                       "prefetch", "timeline"}),
+                                       "prefetch", "timeline", "res10_post", "res10_net", "res10_ov"}),
     ("loading and analysis", {"pipeline", "analysis", "audio_stage", "face_stage", "convert", "weights"}),
     ("training", {"train.*"}),
     ("front ends", {"", "__main__", "cli.*", "api.*", "webapp.*", "serve", "ray_scan"}),

@@ -140,12 +140,16 @@ def test_an_error_while_decoding_in_the_background_reaches_the_caller(detector, 
 
 def test_models_report_what_was_done_to_them(report):
     done = report.models["optimizations"]
-    assert set(done) == {"video", "audio"}
+    assert {"video", "audio"} <= set(done) <= {"video", "audio", "faces"}
     assert "batchnorm folded" in done["video"]
+    backend = report.models["face_detector"]["backend"]
     if report.models["runtime"] == "torch":
         assert "channels_last" in done["video"]
+        assert backend in (None, "cv2.dnn") and done.get("faces", ["cv2.dnn"]) == ["cv2.dnn"]
     else:
         assert any(step.startswith("openvino ") and "THROUGHPUT" in step for step in done["video"])
+        if backend is not None:  # res10 installed: run by OpenVINO too
+            assert backend == "openvino" and any(step.startswith("openvino ") for step in done["faces"])
 
 
 def test_match_windows_by_time():

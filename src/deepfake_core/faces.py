@@ -74,7 +74,8 @@ class FaceBox:
 
 
 class DnnFaceDetector:
-    """OpenCV's res10 300x300 SSD (Caffe), as the original ran it."""
+    """OpenCV's res10 300x300 SSD (Caffe), as the original ran it: by cv2.dnn, or by OpenVINO (its network
+    rebuilt in PyTorch and converted, res10_ov) after `use_openvino`."""
 
     method = "dnn"
 
@@ -87,8 +88,27 @@ class DnnFaceDetector:
             raise CheckpointError(f"cannot load the res10 face detector from {prototxt} and {caffemodel}: {e}") from e
         if self.net.empty():
             raise CheckpointError(f"the res10 face detector in {caffemodel} is empty")
+        self.files = (Path(prototxt), Path(caffemodel))
         self.confidence = confidence
         self.min_size = min_size
+        self.backend = "cv2.dnn"
+        self.done = ["cv2.dnn"]  # how res10 runs, for the report's optimizations
+        self._openvino = None
+
+    def use_openvino(self, precision: str = "fp32") -> None:
+        """Run res10 with OpenVINO (the `openvino` extra; converted once per pair of files, cached on disk)."""
+        from .res10_ov import OpenVinoRes10
+
+        self._openvino = OpenVinoRes10(*self.files, precision)
+        self.backend = "openvino"
+        self.done = self._openvino.done
+
+    def _detections(self, blob: np.ndarray) -> np.ndarray:
+        """(1, 1, N, 7) [image, label, score, x1, y1, x2, y2] of one (1, 3, H, W) mean-subtracted blob."""
+        if self._openvino is not None:
+            return self._openvino(blob)
+        self.net.setInput(blob)
+        return self.net.forward()
 
     def scales(self, height: int, width: int) -> list[float]:
         """The input scales tried in order: the coarse one (shorter side DNN_INPUT), then, for large frames, the
@@ -121,8 +141,7 @@ class DnnFaceDetector:
         h, w = frame_bgr.shape[:2]
         size = (max(1, round(w * scale)), max(1, round(h * scale)))
         image = frame_bgr if size == (w, h) else cv2.resize(frame_bgr, size, interpolation=cv2.INTER_AREA)
-        self.net.setInput(cv2.dnn.blobFromImage(image, 1.0, size, DNN_MEAN))
-        detections = self.net.forward()
+        detections = self._detections(cv2.dnn.blobFromImage(image, 1.0, size, DNN_MEAN))
         faces = []
         for det in detections[0, 0]:
             confidence = float(det[2])

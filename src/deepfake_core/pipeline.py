@@ -72,6 +72,17 @@ class Detector:
             if loaded is not None:
                 runner = make_runner(self.runtime, loaded, device, precision, compile)
                 self.runners[loaded.spec.modality], self.optimizations[loaded.spec.modality] = runner, runner.done
+        # res10 follows the networks' runtime: OpenVINO runs it ~2x as fast as cv2.dnn in fp32, with the same
+        # boxes to the pixel (benchmarks/RESULTS.md); the torch runtime keeps cv2.dnn. Always fp32: bf16 (~3x)
+        # finds the same faces but moves box edges by a pixel, so the crops, and the scores, change.
+        dnn = getattr(faces, "dnn", None)
+        if dnn is not None:
+            if self.runtime == "openvino" and dnn.backend != "openvino":
+                try:
+                    dnn.use_openvino("fp32")
+                except (RuntimeError, ValueError, OSError) as e:  # a res10 variant the rebuild does not cover
+                    self.load_notes += (f"faces found by cv2.dnn: OpenVINO could not run the res10 detector ({e})",)
+            self.optimizations["faces"] = list(dnn.done)
         if warmup:
             self.warm_up()
 
@@ -172,6 +183,7 @@ class Detector:
             "audio": self.audio.describe() if self.audio is not None else None,
             "face_detector": {
                 "methods": self.faces.methods,
+                "backend": getattr(getattr(self.faces, "dnn", None), "backend", None),
                 "files": [{"file": p.name, "path": str(p)} for p in self.face_files],
             },
             "device": str(self.device),
