@@ -71,7 +71,7 @@ class Analysis(Context):
             return self._not_applicable(TOO_SHORT)
         # Frames are decoded, searched for faces and cropped in a background thread while this one runs
         # the networks (the audio first, then the faces as they come).
-        faces = frame_faces(self, indices)
+        faces = frame_faces(self, indices, decode_thread=d.overlap)
         if d.overlap:
             faces = Background(faces, depth=2 * self.batch)
         with contextlib.closing(faces):

@@ -16,6 +16,7 @@ import torch
 from .context import Context
 from .faces import FaceBox, crop_face
 from .models import face_tensor
+from .prefetch import Background
 from .report import Thumbnail
 from .timeline import FaceRow
 from .tracking import FaceReuse
@@ -40,13 +41,18 @@ class FaceScores:
     thumbnails: list[Thumbnail] = field(default_factory=list)
 
 
-def frame_faces(run: Context, indices: list[int]) -> Iterator[FrameFaces]:
+DECODE_AHEAD = 2  # decoded frames queued ahead of face finding when decoding has its own thread
+
+def frame_faces(run: Context, indices: list[int], decode_thread: bool = False) -> Iterator[FrameFaces]:
     """Decode the sampled frames of `run`'s file, find their faces and make each face's model input, frame by
-    frame (decoding counted in run.stats)."""
+    frame (decoding counted in run.stats). `decode_thread`: decode in a thread of its own, DECODE_AHEAD frames
+    ahead, so that decoding overlaps face finding (the "probe_decode" time is then the wait for a frame)."""
     d, s = run.detector, run.settings
     spec = d.video.spec
     keep = thumbnail_positions(len(indices), s.thumbnails)
     frames = read_frames(run.path, indices, run.stats, max_pixels=s.max_frame_pixels)
+    if decode_thread:
+        frames = Background(frames, depth=DECODE_AHEAD, name="deepfake-decode")
     boxes: list[FaceBox] = []
     reuse = FaceReuse() if s.face_reuse else None  # boxes kept between sampled frames while faces stay still
     with contextlib.closing(frames):

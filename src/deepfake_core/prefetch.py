@@ -17,12 +17,12 @@ class Background:
 
     _END = object()
 
-    def __init__(self, items: Iterator, depth: int):
+    def __init__(self, items: Iterator, depth: int, name: str = "deepfake-frames"):
         self._items = items
         self._queue: queue.Queue = queue.Queue(maxsize=max(1, depth))
         self._stop = threading.Event()
         self._finished = False
-        self._thread = threading.Thread(target=self._work, name="deepfake-frames", daemon=True)
+        self._thread = threading.Thread(target=self._work, name=name, daemon=True)
         self._thread.start()
 
     def _work(self) -> None:
