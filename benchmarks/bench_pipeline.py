@@ -54,7 +54,6 @@ import statistics
 import sys
 import tempfile
 import time
-from fractions import Fraction
 from pathlib import Path
 
 from deepfake_core.process import configure_process  # noqa: E402
@@ -72,6 +71,7 @@ from deepfake_core.faces import DnnFaceDetector, HaarFaceDetector, HybridFaceDet
 from deepfake_core.fusion import fuse
 from deepfake_core.models import build_audio_model, build_video_model, face_tensor
 from deepfake_core.timeline import match_windows
+from deepfake_core.train.demo import encode_mono
 from deepfake_core.video import apply_rotation, probe, sample_indices
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -196,13 +196,7 @@ def _encode_segment(path: Path, seconds: int, size, fps: int) -> None:
                 out.mux(packet)
         for packet in vs.encode():
             out.mux(packet)
-        for i in range(0, len(audio), 1024):
-            frame = av.AudioFrame.from_ndarray(audio[None, i:i + 1024], format="flt", layout="mono")
-            frame.sample_rate, frame.pts, frame.time_base = rate, i, Fraction(1, rate)
-            for packet in a_s.encode(frame):
-                out.mux(packet)
-        for packet in a_s.encode():
-            out.mux(packet)
+        encode_mono(out, a_s, audio, rate)
 
 
 # -- the reference path ---------------------------------------------------------------------------------------

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import shutil
-from fractions import Fraction
 from pathlib import Path
 
 import av
@@ -16,6 +15,8 @@ import cv2
 import numpy as np
 import pytest
 import torch
+
+from deepfake_core.train.demo import encode_mono
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_MODELS = Path(os.environ.get("DEEPFAKE_TEST_FACE_MODELS", ROOT.parent / "shared" / "models"))
@@ -82,14 +83,7 @@ def write_audio_only(path: Path, samples: np.ndarray, rate: int = AUDIO_RATE) ->
     with av.open(str(path), mode="w") as out:
         s = out.add_stream("aac", rate=rate)
         s.layout = "mono"
-        for i in range(0, len(samples), 1024):
-            frame = av.AudioFrame.from_ndarray(samples[i:i + 1024][None, :].astype(np.float32), format="flt",
-                                               layout="mono")
-            frame.sample_rate, frame.pts, frame.time_base = rate, i, Fraction(1, rate)
-            for packet in s.encode(frame):
-                out.mux(packet)
-        for packet in s.encode():
-            out.mux(packet)
+        encode_mono(out, s, samples, rate)
     return path
 
 

@@ -9,6 +9,8 @@ from pathlib import Path
 import av
 import numpy as np
 
+from deepfake_core.train.demo import encode_frames, encode_mono
+
 
 def write_raw(path: Path, frames, codec: str = "libx264", fmt: str = "h264", fps: int = 25) -> Path:
     """A raw elementary stream (no container: no duration, no frame count) of BGR frames."""
@@ -18,11 +20,7 @@ def write_raw(path: Path, frames, codec: str = "libx264", fmt: str = "h264", fps
         stream.width, stream.height, stream.pix_fmt = w, h, "yuv420p"
         if codec == "libx265":
             stream.options = {"x265-params": "log-level=error"}
-        for frame in frames:
-            for packet in stream.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="bgr24")):
-                out.mux(packet)
-        for packet in stream.encode():
-            out.mux(packet)
+        encode_frames(out, stream, frames)
     return path
 
 
@@ -98,11 +96,7 @@ def write_declared_audio(path: Path, declared_s: float, rate: int = 16000, video
         for packet in packets:
             out.mux(packet)
         if video is not None:
-            for frame in video_frames:
-                for packet in video.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="bgr24")):
-                    out.mux(packet)
-            for packet in video.encode():
-                out.mux(packet)
+            encode_frames(out, video, video_frames)
     return path
 
 
@@ -127,12 +121,5 @@ def write_undeclared_audio(path: Path, samples: np.ndarray, rate: int = 16000) -
     with open(path, "wb") as f, av.open(_Pipe(f), "w", format="matroska") as out:
         stream = out.add_stream("flac", rate=rate)
         stream.layout = "mono"
-        for i in range(0, len(samples), 1024):
-            frame = av.AudioFrame.from_ndarray(samples[i:i + 1024][None, :].astype(np.float32), format="flt",
-                                               layout="mono")
-            frame.sample_rate, frame.pts, frame.time_base = rate, i, Fraction(1, rate)
-            for packet in stream.encode(frame):
-                out.mux(packet)
-        for packet in stream.encode():
-            out.mux(packet)
+        encode_mono(out, stream, samples, rate)
     return path

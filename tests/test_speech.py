@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import csv
 import json
-from fractions import Fraction
 from pathlib import Path
 
 import av
@@ -22,7 +21,7 @@ from deepfake_core.errors import InputError
 from deepfake_core.fusion import either_fake, fuse
 from deepfake_core.models import VoiceEncoderClassifier, build_model, speech_spec, voice_encoder_spec
 from deepfake_core.speech import features, ge2e_mel, has_speech, speech_spans, speech_windows
-from deepfake_core.train.audio_augment import CODECS, codec_roundtrip, degrade
+from deepfake_core.train.audio_augment import CODECS, codec_roundtrip, degrade, encode_s16
 from deepfake_core.train.speech_train import ship_decision
 from deepfake_core.train.voice_embed import load_encoder
 
@@ -32,15 +31,7 @@ def _write(path: Path, samples: np.ndarray, rate: int, codec: str, fmt: str | No
     """Mono float samples at `rate` written with PyAV's `codec` (pcm_s16le, flac, libmp3lame, aac)."""
     with av.open(str(path), mode="w", format=fmt) as out:
         stream = out.add_stream(codec, rate=rate, layout="mono")
-        frame = av.AudioFrame.from_ndarray((np.clip(samples, -1, 0.99997) * 32768).astype(np.int16)[None],
-                                           format="s16", layout="mono")
-        frame.sample_rate, frame.pts, frame.time_base = rate, 0, Fraction(1, rate)
-        resampler = av.AudioResampler(format=stream.format.name, layout="mono", rate=rate)
-        for chunk in resampler.resample(frame) + resampler.resample(None):
-            for packet in stream.encode(chunk):
-                out.mux(packet)
-        for packet in stream.encode(None):
-            out.mux(packet)
+        encode_s16(out, stream, samples, rate)
     return path
 
 

@@ -22,6 +22,19 @@ def _to_s16(samples: np.ndarray) -> np.ndarray:
     return (np.clip(samples, -1.0, 32767 / 32768) * 32768).astype(np.int16)
 
 
+def encode_s16(out, stream, samples: np.ndarray, rate: int) -> None:
+    """Mono float `samples` at `rate`, as 16-bit PCM, resampled to the audio `stream`'s sample format and rate
+    and encoded into the open container `out`; the stream is flushed."""
+    frame = av.AudioFrame.from_ndarray(_to_s16(samples)[None], format="s16", layout="mono")
+    frame.sample_rate = rate
+    resampler = av.AudioResampler(format=stream.format.name, layout="mono", rate=stream.rate)
+    for chunk in resampler.resample(frame) + resampler.resample(None):
+        for packet in stream.encode(chunk):
+            out.mux(packet)
+    for packet in stream.encode(None):
+        out.mux(packet)
+
+
 def codec_roundtrip(samples: np.ndarray, codec: str, kbps: int) -> np.ndarray:
     """`samples` encoded with `codec` (a CODECS key) at `kbps` in memory and decoded back to 16 kHz float32."""
     fmt, _ = CODECS[codec]
@@ -30,14 +43,7 @@ def codec_roundtrip(samples: np.ndarray, codec: str, kbps: int) -> np.ndarray:
     with av.open(buffer, mode="w", format=fmt) as out:
         stream = out.add_stream(codec, rate=rate, layout="mono")
         stream.bit_rate = kbps * 1000
-        frame = av.AudioFrame.from_ndarray(_to_s16(samples)[None], format="s16", layout="mono")
-        frame.sample_rate = SAMPLE_RATE
-        resampler = av.AudioResampler(format=stream.format.name, layout="mono", rate=rate)
-        for chunk in resampler.resample(frame) + resampler.resample(None):
-            for packet in stream.encode(chunk):
-                out.mux(packet)
-        for packet in stream.encode(None):
-            out.mux(packet)
+        encode_s16(out, stream, samples, SAMPLE_RATE)
     buffer.seek(0)
     decoded = []
     with av.open(buffer, mode="r") as inp:

@@ -83,21 +83,33 @@ def write_clip(path: str | Path, frames: list[np.ndarray], fps: int = 10, audio:
         if audio is not None:
             astream = out.add_stream("aac", rate=audio_rate)
             astream.layout = "mono"
-        for image in frames:
-            for packet in vs.encode(av.VideoFrame.from_ndarray(image, format="bgr24")):
-                out.mux(packet)
-        for packet in vs.encode():
-            out.mux(packet)
+        encode_frames(out, vs, frames)
         if astream is not None:
-            samples = np.asarray(audio, dtype=np.float32)
-            for i in range(0, len(samples), 1024):
-                frame = av.AudioFrame.from_ndarray(samples[i:i + 1024][None, :], format="flt", layout="mono")
-                frame.sample_rate, frame.pts, frame.time_base = audio_rate, i, Fraction(1, audio_rate)
-                for packet in astream.encode(frame):
-                    out.mux(packet)
-            for packet in astream.encode():
-                out.mux(packet)
+            encode_mono(out, astream, audio, audio_rate)
     return path
+
+
+def encode_frames(out, stream, frames) -> None:
+    """Encode BGR frames into the video `stream` of the open container `out`, then flush it."""
+    for image in frames:
+        for packet in stream.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(image), format="bgr24")):
+            out.mux(packet)
+    for packet in stream.encode():
+        out.mux(packet)
+
+
+def encode_mono(out, stream, samples, rate: int, chunk: int = 1024) -> None:
+    """Encode mono float samples at `rate` into the audio `stream` of the open container `out`, `chunk`
+    samples a frame, then flush it."""
+    samples = np.asarray(samples, dtype=np.float32)
+    for i in range(0, len(samples), chunk):
+        frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(samples[i:i + chunk][None, :]), format="flt",
+                                           layout="mono")
+        frame.sample_rate, frame.pts, frame.time_base = rate, i, Fraction(1, rate)
+        for packet in stream.encode(frame):
+            out.mux(packet)
+    for packet in stream.encode():
+        out.mux(packet)
 
 
 def _clip(path: Path, fake_video: bool, fake_audio: bool, seconds: float, fps: int, seed: int) -> Path:
