@@ -41,40 +41,56 @@ def cache_root() -> Path:
     return Path(base) / "deepfake-detector" / "openvino"
 
 
+def version_tag() -> str:
+    """The OpenVINO version, as it goes into cache entry names."""
+    return re.sub(r"[^A-Za-z0-9.]+", "_", ov.get_version())[:40]
+
+
 def cache_key(loaded, precision: str) -> str:
     """The cache entry's name: the model file's sha256, the precision, the input size, and the versions of
     OpenVINO and this package (either may change the converted graph)."""
     spec = loaded.spec
-    version = re.sub(r"[^A-Za-z0-9.]+", "_", ov.get_version())[:40]
     return (f"{spec.modality}-{spec.architecture}-{loaded.sha256[:32]}-{precision}-{spec.input_size}px-"
-            f"ov{version}-{__version__}")
+            f"ov{version_tag()}-{__version__}")
+
+
+def trace(net: torch.nn.Module, example_shape: tuple[int, ...], input_shape: list[int]) -> ov.Model:
+    """An OpenVINO model of `net`, traced on zeros of `example_shape`, its input reshaped to `input_shape`
+    (-1: free)."""
+    from openvino.frontend import FrontEndManager
+    from openvino.frontend.pytorch.ts_decoder import TorchScriptPythonDecoder
+
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # torch.jit.trace's deprecation notices
+        decoder = TorchScriptPythonDecoder(net, example_input=(torch.zeros(*example_shape),))
+        frontend = FrontEndManager().load_by_framework("pytorch")
+        model = frontend.convert(frontend.load(decoder))
+    model.reshape({model.input(0): ov.PartialShape(input_shape)})
+    return model
 
 
 def convert(module: torch.nn.Module, input_size: int) -> ov.Model:
     """An OpenVINO model of `module` (BatchNorm folded first, as the torch runtime runs it) taking
     (N, 3, S, S) float32 input, N free, and returning (N, classes) logits."""
-    from openvino.frontend import FrontEndManager
-    from openvino.frontend.pytorch.ts_decoder import TorchScriptPythonDecoder
-
     net, _ = fold_batchnorm(module)
-    with torch.no_grad(), warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # torch.jit.trace's deprecation notices
-        decoder = TorchScriptPythonDecoder(net, example_input=(torch.zeros(1, 3, input_size, input_size),))
-        frontend = FrontEndManager().load_by_framework("pytorch")
-        model = frontend.convert(frontend.load(decoder))
-    model.reshape({model.input(0): ov.PartialShape([-1, 3, input_size, input_size])})
-    return model
+    return trace(net, (1, 3, input_size, input_size), [-1, 3, input_size, input_size])
 
 
 def converted_model(loaded, precision: str, root: Path | None = None) -> tuple[ov.Model, str]:
-    """(the OpenVINO model of a loaded network, where it came from: "cache" or "converted").
+    """(the OpenVINO model of a loaded network, where it came from: "cache" or "converted"); see `cached`."""
+    source = {"model_path": str(Path(loaded.path).resolve()), "sha256": loaded.sha256,
+              "modality": loaded.spec.modality}
+    return cached(cache_key(loaded, precision), source, lambda: convert(loaded.module, loaded.spec.input_size),
+                  root)
 
-    Read from the cache when an entry for this file's sha256 (and precision, input size, versions) exists;
-    else converted (seconds) and written there, replacing the entries of an earlier version of the same file
-    (same path, another sha256). A damaged entry is converted again; a cache folder that cannot be written
-    only costs the conversion next time."""
+
+def cached(key: str, source: dict, make, root: Path | None = None) -> tuple[ov.Model, str]:
+    """(the OpenVINO model stored under `key`, "cache"), or (`make()`, "converted") written there.
+
+    `source` (model_path, sha256, modality) is stored beside it: writing an entry replaces the entries of an
+    earlier version of the same file (same path, another sha256). A damaged entry is converted again; a cache
+    folder that cannot be written only costs the conversion next time."""
     root = root or cache_root()
-    key = cache_key(loaded, precision)
     entry = root / key
     if (entry / "model.xml").is_file() and (entry / SOURCE_FILE).is_file():
         try:
@@ -82,23 +98,21 @@ def converted_model(loaded, precision: str, root: Path | None = None) -> tuple[o
         except RuntimeError:  # damaged or truncated files
             pass
     shutil.rmtree(entry, ignore_errors=True)  # an incomplete or damaged entry is replaced
-    model = convert(loaded.module, loaded.spec.input_size)
+    model = make()
     try:
-        _store(model, loaded, key, root)
+        _store(model, dict(source, openvino=ov.get_version(), deepfake_core=__version__), key, root)
     except OSError:
         pass  # read-only or full disk: the model was converted in memory and still runs
     return model, "converted"
 
 
-def _store(model: ov.Model, loaded, key: str, root: Path) -> None:
+def _store(model: ov.Model, source: dict, key: str, root: Path) -> None:
     root.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{key}.", dir=root))
     try:
         ov.save_model(model, tmp / "model.xml", compress_to_fp16=False)
-        source = {"model_path": str(Path(loaded.path).resolve()), "sha256": loaded.sha256,
-                  "modality": loaded.spec.modality, "openvino": ov.get_version(), "deepfake_core": __version__}
         (tmp / SOURCE_FILE).write_text(json.dumps(source, indent=2))
-        drop_stale(root, source["model_path"], loaded.sha256)
+        drop_stale(root, source["model_path"], source["sha256"])
         try:
             tmp.rename(root / key)
         except OSError:  # another process stored the same entry first

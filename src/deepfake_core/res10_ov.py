@@ -5,17 +5,14 @@ caches the other networks), with free input height and width."""
 from __future__ import annotations
 
 import hashlib
-import json
-import shutil
-import tempfile
-import warnings
 from collections import OrderedDict
 from pathlib import Path
 
 import numpy as np
 import openvino as ov
 
-from .ov_runtime import cache_root, core, drop_stale
+from .ov_runtime import cached, core, trace, version_tag
+from .registry import sha256_file
 from .res10_post import detection_output, prior_boxes, read_layers
 from .version import __version__
 
@@ -23,65 +20,20 @@ SOURCE_FILE = "source.json"
 PRIOR_SIZES = 8  # input sizes whose prior boxes are kept (a video needs one or two)
 
 
-def _sha256(*paths: Path) -> str:
-    digest = hashlib.sha256()
-    for path in paths:
-        with open(path, "rb") as f:
-            for chunk in iter(lambda: f.read(1 << 20), b""):
-                digest.update(chunk)
-    return digest.hexdigest()
-
-
 def convert(prototxt: Path, caffemodel: Path) -> ov.Model:
     """The OpenVINO model of the rebuilt network: (1, 3, H, W) mean-subtracted BGR -> (offsets, scores)."""
-    import torch
-    from openvino.frontend import FrontEndManager
-    from openvino.frontend.pytorch.ts_decoder import TorchScriptPythonDecoder
-
     from .res10_net import build
 
     net, _ = build(prototxt, caffemodel)
-    with torch.no_grad(), warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # torch.jit.trace's notices
-        decoder = TorchScriptPythonDecoder(net, example_input=(torch.zeros(1, 3, 300, 300),))
-        frontend = FrontEndManager().load_by_framework("pytorch")
-        model = frontend.convert(frontend.load(decoder))
-    model.reshape({model.input(0): ov.PartialShape([1, 3, -1, -1])})
-    return model
+    return trace(net, (1, 3, 300, 300), [1, 3, -1, -1])
 
 
 def converted_model(prototxt: Path, caffemodel: Path, root: Path | None = None) -> tuple[ov.Model, str]:
     """(the OpenVINO model, "cache" or "converted"), cached under the files' sha256 and the versions."""
-    root = root or cache_root()
-    sha = _sha256(prototxt, caffemodel)
-    version = "".join(c if c.isalnum() or c == "." else "_" for c in ov.get_version())[:40]
-    key = f"faces-res10-{sha[:32]}-ov{version}-{__version__}"
-    entry = root / key
-    if (entry / "model.xml").is_file() and (entry / SOURCE_FILE).is_file():
-        try:
-            return core().read_model(entry / "model.xml"), "cache"
-        except RuntimeError:
-            pass
-    shutil.rmtree(entry, ignore_errors=True)
-    model = convert(prototxt, caffemodel)
-    try:
-        root.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{key}.", dir=root))
-        try:
-            ov.save_model(model, tmp / "model.xml", compress_to_fp16=False)
-            source = {"model_path": str(Path(caffemodel).resolve()), "sha256": sha, "modality": "faces",
-                      "openvino": ov.get_version(), "deepfake_core": __version__}
-            (tmp / SOURCE_FILE).write_text(json.dumps(source, indent=2))
-            drop_stale(root, source["model_path"], sha)
-            try:
-                tmp.rename(entry)
-            except OSError:
-                pass
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
-    except OSError:
-        pass  # read-only or full disk: converted again next time
-    return model, "converted"
+    sha = hashlib.sha256((sha256_file(prototxt) + sha256_file(caffemodel)).encode()).hexdigest()
+    key = f"faces-res10-{sha[:32]}-ov{version_tag()}-{__version__}"
+    source = {"model_path": str(Path(caffemodel).resolve()), "sha256": sha, "modality": "faces"}
+    return cached(key, source, lambda: convert(prototxt, caffemodel), root)
 
 
 class OpenVinoRes10:
