@@ -9,7 +9,7 @@ from pathlib import Path
 
 from ..api import DEFAULT_HOST, DEFAULT_MAX_UPLOAD_MB, DEFAULT_PORT, KEYS_ENV, NEEDS
 from ..errors import InputError
-from ..serve import check_port
+from ..webapp.server import check_port
 from .common import EXIT_INPUT, add_model_options, load_detector, missing_extra, shown_host
 
 

@@ -67,7 +67,7 @@ def calibrated_settings(args: argparse.Namespace, settings, detector) -> tuple[o
     explicit_model = {name for name in ("audio_temperature", "fusion") if getattr(args, name, None) is not None}
     if getattr(args, "no_calibration", False) or detector.video is None:
         return detector.default_settings(explicit_model, settings), []
-    from ..calibration import CALIBRATED_FIELDS, apply_calibration, find_calibration
+    from ..models.calibration import CALIBRATED_FIELDS, apply_calibration, find_calibration
 
     calibration, path, note = find_calibration(detector.models_dir, detector.video.sha256,
                                                detector.audio.sha256 if detector.audio is not None else None)
@@ -81,11 +81,11 @@ def calibrated_settings(args: argparse.Namespace, settings, detector) -> tuple[o
 def load_detector(args: argparse.Namespace, voice_only: bool = False):
     """The detector the options name; `voice_only` (audio files or --audio-only): no video model needed."""
     if not voice_only:
-        from ..model_files import find_model_files
+        from ..models.model_files import find_model_files
 
         # Missing files are reported before the pipeline imports PyTorch (seconds)
         find_model_files(args.models_dir, getattr(args, "video_model", None))
-    from ..pipeline import Detector
+    from ..analysis.pipeline import Detector
 
     return Detector.load(args.models_dir, device=args.device, precision=args.precision,
                          video_model=getattr(args, "video_model", None),

@@ -1,5 +1,5 @@
 """`deepfake-detect scan`: many videos and audio files (folders are walked) into a CSV or JSONL file; on a
-Ray cluster with --ray (ray_scan.py)."""
+Ray cluster with --ray (scan/ray_scan.py)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 from ..errors import InputError
-from ..ray_scan import add_ray_options, cmd_scan_ray
+from ..scan.ray_scan import add_ray_options, cmd_scan_ray
 from .common import EXIT_OK, add_analysis_options, calibrated_settings, load_detector, settings_from_args
 from .files import SCAN_FIELDS, check_writable, is_audio_file, iter_videos, scan_record
 

@@ -27,8 +27,9 @@ from deepfake_core.process import configure_process
 configure_process()  # this page is an entry point: the OpenMP policy before torch loads (process.py)
 
 from deepfake_core import (AnalysisSettings, CheckpointError, DeepfakeError, Detector, InputError,  # noqa: E402
-                           MediaTooLarge, ModelFilesMissing, SettingsError, UnreadableMedia, registry, weights)
-from deepfake_core.calibration import find_calibration  # noqa: E402
+                           MediaTooLarge, ModelFilesMissing, SettingsError, UnreadableMedia)
+from deepfake_core.models import registry, weights  # noqa: E402
+from deepfake_core.models.calibration import find_calibration  # noqa: E402
 from deepfake_core.settings import widget_fields  # noqa: E402
 from deepfake_core.webapp import present  # noqa: E402
 
@@ -275,7 +276,7 @@ def analyse_upload(detector: Detector, uploaded, settings_kwargs: dict, cap_mb: 
         # the report names the upload, not the temporary file
         report = detector.analyze(path, settings, progress=progress, display_name=uploaded.name)
         if explain and report.timeline:
-            from deepfake_core.explain import explain_report
+            from deepfake_core.analysis.explain import explain_report
 
             bar.progress(1.0, text="Explaining the most suspicious faces…")
             explain_report(detector, path, report)

@@ -8,7 +8,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import ModelFilesMissing, WeightsError
+from ..errors import ModelFilesMissing, WeightsError
 from .registry import (AUDIO_FILES, VIDEO_FILES, builtin_audio_file, builtin_audio_missing_message,
                        builtin_missing_message, builtin_video_file, choose_model, first_existing, install_hint,
                        models_dir_candidates, resolve_models_dir)
