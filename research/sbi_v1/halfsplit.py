@@ -11,7 +11,7 @@ Input: the `scores.csv` that `deepfake-detect evaluate` writes (its rows carry t
 here `generator` and `source_repo`). Training never sees the evaluation set; nothing here feeds back into
 training or checkpoint choice.
 
-    python -m deepfake_core.train.halfsplit EVAL_DIR/scores.csv --out EVAL_DIR/halfsplit
+    python -m research.sbi_v1.halfsplit EVAL_DIR/scores.csv --out EVAL_DIR/halfsplit
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .metrics import binary_metrics
+from deepfake_core.train.metrics import binary_metrics
 
 SCORE = "video_p_fake"  # the video-level score: mean P(fake) over the video's faces
 # ../shared/dev-eval: generator -> family, and family / real source -> half.
@@ -211,7 +211,7 @@ def summary_lines(report: dict) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m deepfake_core.train.halfsplit",
+    parser = argparse.ArgumentParser(prog="python -m research.sbi_v1.halfsplit",
                                      description=__doc__.split("\n")[0])
     parser.add_argument("scores", help="scores.csv written by deepfake-detect evaluate")
     parser.add_argument("--out", required=True, help="folder for halfsplit.json and histogram.png")

@@ -5,7 +5,7 @@ that never trained on it) and a CSV of out-of-fold audio margins for the same cl
 modality is calibrated on its own out-of-fold scores (a temperature), then every strategy is applied per clip
 and judged at the product's threshold (0.5):
 
-    python -m deepfake_core.train.fusion_choice VIDEO_OOF.csv AUDIO_OOF.csv --audio-temperature T [--out F.json]
+    python -m research.audio.fusion_choice VIDEO_OOF.csv AUDIO_OOF.csv --audio-temperature T [--out F.json]
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .metrics import binary_metrics
+from deepfake_core.train.metrics import binary_metrics
 from .speech_train import fit_temperature
 
 STRATEGIES = ("video_only", "equal", "noisy_or", "max")
@@ -79,7 +79,7 @@ def read_rows(video_csv: Path, audio_csv: Path) -> list[dict]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m deepfake_core.train.fusion_choice", description=__doc__,
+    p = argparse.ArgumentParser(prog="python -m research.audio.fusion_choice", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("video_oof")
     p.add_argument("audio_oof")

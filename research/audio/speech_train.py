@@ -1,11 +1,11 @@
 """Train the built-in audio model (SpeechCNN on a log filterbank), measure it leaving one system family out,
 and decide by a fixed rule whether it ships.
 
-    python -m deepfake_core.train.speech_train cache ../shared/train-audio --video ../shared/train-real/clips \
+    python -m research.audio.speech_train cache ../shared/train-audio --video ../shared/train-real/clips \
         --video ../shared/train-fake/videos --out CACHE
-    python -m deepfake_core.train.speech_train lofo CACHE --out RUN          # recipe, epochs, T, threshold
-    python -m deepfake_core.train.speech_train final CACHE --lofo RUN/lofo.json --out FILE.safetensors
-    python -m deepfake_core.train.speech_train dev-eval FILE.safetensors ../shared/dev-eval --lofo RUN/lofo.json
+    python -m research.audio.speech_train lofo CACHE --out RUN          # recipe, epochs, T, threshold
+    python -m research.audio.speech_train final CACHE --lofo RUN/lofo.json --out FILE.safetensors
+    python -m research.audio.speech_train dev-eval FILE.safetensors ../shared/dev-eval --lofo RUN/lofo.json
 
 Everything runs on the CPU in minutes (the network has ~48 k parameters). Exit codes: 0 done (`dev-eval`: the
 rule says ship), 1 the rule says do not ship, 2 bad input.
@@ -27,12 +27,12 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..media.audio import read_audio
-from ..models.checkpoints import save_safetensors
-from ..errors import DeepfakeError
-from ..models.networks import FAKE, build_model, speech_spec
-from ..media.speech import FRONT_ENDS, features, speech_windows
-from .metrics import equal_error_rate
+from deepfake_core.media.audio import read_audio
+from deepfake_core.models.checkpoints import save_safetensors
+from deepfake_core.errors import DeepfakeError
+from deepfake_core.models.networks import FAKE, build_model, speech_spec
+from deepfake_core.media.speech import FRONT_ENDS, features, speech_windows
+from deepfake_core.train.metrics import equal_error_rate
 from .speech_data import FAMILIES, REAL, Cache, build_cache, load_cache, train_audio_clips, video_speech_clips
 
 SHIP_MIN_LOFO_AUC = 0.80  # written before measuring (issue 13)
@@ -293,7 +293,7 @@ def video_oof(cache: Cache, recipe: Recipe, lofo: dict, videos: Path, folds: int
 
 def dev_eval(model_path: Path, dev_root: Path) -> dict:
     """Clip-level scores of dev-eval's audio (measurement only): EER, AUC, per source page and generator."""
-    from ..models.checkpoints import load_model
+    from deepfake_core.models.checkpoints import load_model
 
     loaded = load_model(model_path, "audio")
     net = loaded.module.float()
@@ -325,7 +325,7 @@ def _now() -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m deepfake_core.train.speech_train", description=__doc__,
+    p = argparse.ArgumentParser(prog="python -m research.audio.speech_train", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="command", required=True)
     c = sub.add_parser("cache", help="decode, trim and degrade the training clips once into a crop cache")

@@ -1,11 +1,11 @@
 """The built-in audio model on a pretrained voice encoder: Resemblyzer's GE2E speaker encoder (frozen) and a
 logistic head on its statistics, measured leaving one system family out like `speech_train`.
 
-    python -m deepfake_core.train.voice_embed features CACHE --encoder pretrained.pt --out FEATS.npz
-    python -m deepfake_core.train.voice_embed lofo FEATS.npz CACHE --out RUN          # head C, T, threshold
-    python -m deepfake_core.train.voice_embed final FEATS.npz CACHE --encoder pretrained.pt --lofo RUN/lofo.json \\
+    python -m research.audio.voice_embed features CACHE --encoder pretrained.pt --out FEATS.npz
+    python -m research.audio.voice_embed lofo FEATS.npz CACHE --out RUN          # head C, T, threshold
+    python -m research.audio.voice_embed final FEATS.npz CACHE --encoder pretrained.pt --lofo RUN/lofo.json \\
         --out FILE.safetensors
-    python -m deepfake_core.train.speech_train dev-eval FILE.safetensors ../shared/dev-eval --lofo RUN/lofo.json
+    python -m research.audio.speech_train dev-eval FILE.safetensors ../shared/dev-eval --lofo RUN/lofo.json
 
 `pretrained.pt` is the file inside the `resemblyzer` wheel (PyPI, Apache-2.0): `pip download --no-deps
 resemblyzer`, unzip, `resemblyzer/pretrained.pt`. It is read with weights_only=True; nothing of Resemblyzer's
@@ -23,10 +23,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..models.checkpoints import save_safetensors
-from ..errors import DeepfakeError, InputError
-from ..models.networks import VoiceEncoderClassifier, voice_encoder_spec
-from ..media.speech import speech_windows
+from deepfake_core.models.checkpoints import save_safetensors
+from deepfake_core.errors import DeepfakeError, InputError
+from deepfake_core.models.networks import VoiceEncoderClassifier, voice_encoder_spec
+from deepfake_core.media.speech import speech_windows
 from .speech_data import FAMILIES, Cache, load_cache
 from .speech_train import DATA_TERMS, _now, auc, fold_split, summarise_lofo
 
@@ -72,7 +72,7 @@ def statistics(model: VoiceEncoderClassifier, x: torch.Tensor, batch: int = 64) 
 def extract(cache: Cache, model: VoiceEncoderClassifier, log=print) -> dict[str, np.ndarray]:
     """Encoder statistics of every cached crop, and of every speech window of every clean train-audio clip
     (validation scores a clip whole, as `analyze` does)."""
-    from ..media.speech import features
+    from deepfake_core.media.speech import features
 
     t0 = time.time()
     crops = [features(c.astype(np.float32) / 32768.0, "ge2e") for c in cache.crops]
@@ -176,7 +176,7 @@ def train_final(feats: dict, cache: Cache, pretrained: Path, lofo: dict, out: Pa
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m deepfake_core.train.voice_embed", description=__doc__,
+    p = argparse.ArgumentParser(prog="python -m research.audio.voice_embed", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="command", required=True)
     f = sub.add_parser("features", help="encoder statistics of every cached crop and clean window, once")

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from deepfake_core.train import halfsplit
+from research.sbi_v1 import halfsplit
 
 
 def rows():
