@@ -18,9 +18,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import CheckpointError, ModelFilesMissing, ModelsDirMissing, WeightsError
-from .registry import (AUDIO_FILES, MODELS_DIR_ENV, PULL_COMMAND, VIDEO_FILES, builtin_audio_file,
-                       builtin_audio_missing_message, builtin_missing_message, builtin_video_file, choose_model,
-                       install_hint, models_dir_candidates, resolve_models_dir)
+from .registry import (AUDIO_FILES, FACE_CAFFEMODELS, FACE_PROTOTXT, MODELS_DIR_ENV, PULL_COMMAND, VIDEO_FILES,
+                       builtin_audio_file, builtin_audio_missing_message, builtin_missing_message, builtin_video_file,
+                       choose_model, install_hint, models_dir_candidates, resolve_models_dir)
 
 
 @dataclass(frozen=True)
@@ -140,6 +140,8 @@ def find_model_files(models_dir: str | os.PathLike | None = None, video_model: s
     directory = resolve_models_dir(named_models_dir(models_dir))
     video_path, video_choice = choose_video_model(video_model, directory)
     audio_path, _ = choose_audio_model(audio_model, directory)
+    for names in ((FACE_PROTOTXT,), FACE_CAFFEMODELS):  # the res10 files: checked as faces.py will read them
+        installed_model_file(directory, names)
     missing = []
     if video_path is None or not video_path.is_file():
         missing.append(str(video_path) if video_choice == "path" else VIDEO_FILES[-1])
