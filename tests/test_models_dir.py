@@ -8,12 +8,14 @@ import json
 import os
 import shutil
 import warnings
+from pathlib import Path
 
 import pytest
 import torch
 
 from conftest import FACE_FILES, SHARED_MODELS, face_files_dir
 from deepfake_core.cli import main
+from test_ray_scan import local_ray  # noqa: F401 (a fixture: Ray on 127.0.0.1 only, started once for this module)
 
 NOISE = ("libprotobuf", "Warning", "Traceback")  # nothing of the kind may come before (or instead of) our error
 
@@ -142,3 +144,33 @@ def test_an_empty_folder_leaves_the_built_in_model_to_judge_and_says_so_first(tm
                  "--max-samples", "3", "--quiet", "--device", "cpu"])
     _, err = capfd.readouterr()
     assert code == 0 and err.startswith("note: video judged by the built-in model"), err
+
+
+# -- the same rules for `scan --ray` (the workers load through the same function) -------------------------------
+@pytest.mark.slow
+def test_ray_scan_with_a_missing_or_empty_models_folder(local_ray, tmp_path, face_video, capfd):
+    missing = tmp_path / "modles"  # not seen here either: the workers find it missing
+    code = main(["scan", str(face_video), "--out", str(tmp_path / "a.jsonl"), "--models-dir", str(missing), "--ray"])
+    err = capfd.readouterr().err
+    assert code == 2 and f"the models folder {missing} does not exist" in err, err
+    empty = tmp_path / "models"
+    empty.mkdir()
+    out = tmp_path / "b.jsonl"
+    code = main(["scan", str(face_video), "--out", str(out), "--models-dir", str(empty), "--max-samples", "3",
+                 "--ray", "--quiet"])
+    err = capfd.readouterr().err
+    assert code == 0 and err.startswith("note: video judged by the built-in model"), err
+    (record,) = [json.loads(line) for line in out.read_text().splitlines()]
+    assert record["error"] is None and record["notes"][0].startswith("video judged by the built-in model")
+
+
+def test_the_page_says_a_named_models_folder_does_not_exist(tmp_path, monkeypatch):
+    from streamlit.testing.v1 import AppTest
+
+    missing = tmp_path / "modles"
+    monkeypatch.setenv("DEEPFAKE_MODELS_DIR", str(missing))
+    at = AppTest.from_file(str(Path(__file__).resolve().parents[1] / "app" / "streamlit_app.py"), default_timeout=300)
+    at.run()
+    assert not at.exception, at.exception
+    (error,) = at.error
+    assert "The models folder does not exist" in error.value and str(missing) in error.value

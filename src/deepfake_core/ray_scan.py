@@ -33,7 +33,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import DeepfakeError, InputError, ModelFilesMissing, SettingsError, WeightsError
+from .errors import DeepfakeError, InputError, SettingsError
 
 RAY_HINT = "pip install 'deepfake-detector[ray]'"
 MAX_ATTEMPTS = 3  # analyses of one file whose worker died before it is recorded as failed
@@ -43,6 +43,18 @@ COPY_CHUNK = 1 << 20  # bytes per read when a worker copies a URL's file
 
 class WorkerDied(DeepfakeError):
     """The worker analysing a file died `max_attempts` times; the file is recorded as failed."""
+
+
+class WorkerLoadError(DeepfakeError):
+    """A worker could not load the models (a models folder or file missing or unreadable on it): its message and
+    exit code, passed to the driver as a record (Ray keeps only the text of an error raised while an actor starts)."""
+
+    def __init__(self, message: str, exit_code: int = 3):
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+LOAD_ERROR = "__load_error__"  # the key of such a record
 
 
 @dataclass(frozen=True)
@@ -293,18 +305,20 @@ class Analyser:
 
         configure_process()  # a Ray worker is a process of its own: before its models load
 
+        self.jsonl, self.ledger, self.max_attempts = jsonl, ledger, max_attempts
+        self.load_error: dict | None = None
         try:
             self.detector = load_detector(options)  # load.DetectorOptions
-        except ModelFilesMissing as e:  # its arguments are not its message, so Ray cannot rebuild it: same text
-            raise WeightsError(str(e)) from None
-        # the settings by the library's rule, as the local scan makes them
-        self.settings, self.notes = self.detector.resolve_settings(given, use_calibration)
-        self.jsonl, self.ledger, self.max_attempts = jsonl, ledger, max_attempts
+            # the settings by the library's rule, as the local scan makes them
+            self.settings, self.notes = self.detector.resolve_settings(given, use_calibration)
+        except DeepfakeError as e:  # every row says so; the driver raises it (exit 2 or 3, its message)
+            self.load_error = {"message": str(e), "exit_code": e.exit_code}
 
     def __call__(self, batch: dict) -> dict:
         import numpy as np
 
-        records = [json.dumps(self.row(str(key), str(source))) for key, source in zip(batch["path"], batch["source"])]
+        records = [json.dumps({LOAD_ERROR: self.load_error} if self.load_error else self.row(str(key), str(source)))
+                   for key, source in zip(batch["path"], batch["source"], strict=True)]
         return {"path": np.asarray(batch["path"], dtype=object), "record": np.asarray(records, dtype=object)}
 
     def row(self, key: str, source: str) -> dict:
@@ -392,6 +406,8 @@ def _scan(paths: list[str], out: Path, given, options, *, use_calibration: bool,
                 if item["path"] in written:  # a retried task that had already returned
                     continue
                 row = json.loads(item["record"])
+                if LOAD_ERROR in row:  # a worker could not load the models: nothing can be analysed there
+                    raise WorkerLoadError(**row[LOAD_ERROR])
                 writer.write(row)
                 written.add(item["path"])
                 errors += row.get("error") is not None
