@@ -148,7 +148,8 @@ def test_an_empty_folder_leaves_the_built_in_model_to_judge_and_says_so_first(tm
 
 # -- the same rules for `scan --ray` (the workers load through the same function) -------------------------------
 @pytest.mark.slow
-def test_ray_scan_with_a_missing_or_empty_models_folder(local_ray, tmp_path, face_video, capfd):
+@pytest.mark.usefixtures("local_ray")
+def test_ray_scan_with_a_missing_or_empty_models_folder(tmp_path, face_video, capfd):
     missing = tmp_path / "modles"  # not seen here either: the workers find it missing
     code = main(["scan", str(face_video), "--out", str(tmp_path / "a.jsonl"), "--models-dir", str(missing), "--ray"])
     err = capfd.readouterr().err
