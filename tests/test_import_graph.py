@@ -13,8 +13,10 @@ PACKAGE = "deepfake_core"
 
 # Lowest first. A module may import modules of its own layer or a lower one. "x.*": a subpackage.
 LAYERS: list[tuple[str, set[str]]] = [
-    ("base: no imports from the package but each other", {"version", "errors", "registry", "offline", "process"}),
-    ("settings, limits, model files", {"settings", "limits", "download", "model_files", "calibration"}),
+    ("base: no imports from the package but each other", {"version", "errors", "registry", "offline", "process",
+                                                          "media_files"}),
+    ("settings, limits, model files", {"settings", "limits", "download", "model_files", "calibration",
+                                       "scan_results"}),
     ("media, models, fusion, report", {"video", "audio", "speech", "faces", "tracking", "models", "fusion", "report",
                                        "runtime", "ov_runtime", "batchnorm", "checkpoints", "explain", "context",
                                        "prefetch", "timeline", "res10_post", "res10_net", "res10_ov"}),

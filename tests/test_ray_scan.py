@@ -25,7 +25,7 @@ from pathlib import Path
 import pytest
 
 from deepfake_core.cli import main
-from deepfake_core.cli.files import SCAN_FIELDS
+from deepfake_core.scan_results import SCAN_FIELDS
 
 CLONE_NEWNET = 0x40000000
 FLOAT_FIELDS = ("confidence", "fused_real_prob", "video_p_fake", "audio_p_fake", "duration_s")

@@ -7,6 +7,7 @@ DeepfakeError
 │   ├── MediaTooLarge     over a configured size, duration or frame-size limit
 │   └── AnalysisTimeout   the analysis ran past its wall-clock budget
 ├── SettingsError         an invalid option (exit code 2)
+├── OutputError           a results file that cannot be written (exit code 2)
 ├── CheckpointError       a model file that does not fit or cannot be read safely (exit code 3)
 └── WeightsError          model files missing, corrupt or not downloadable (exit code 3)
     ├── ModelFilesMissing files the detector needs are not in the models directory
@@ -45,6 +46,12 @@ class SettingsError(DeepfakeError, ValueError):
     def __init__(self, message: str, field: str | None = None):
         super().__init__(message)
         self.field = field  # the setting at fault, when one is (the CLI names its option)
+
+
+class OutputError(DeepfakeError):
+    """A results file (scan --out) could not be written; the message says how many rows are safely in it."""
+
+    exit_code = 2
 
 
 class AnalysisTimeout(InputError):

@@ -1,122 +1,80 @@
-"""`scan` on a Ray cluster: `deepfake-detect scan PATH... --out FILE --ray [auto|ADDRESS]` and `scan_ray()`.
+"""`scan` on a Ray cluster: `scan_ray()`, which `deepfake-detect scan PATH... --out FILE --ray` runs (cli/scan.py).
 
 Ray Data reads the list of files (one block per file) and an actor pool of analysers runs them: each actor loads
-the models once, then analyses one file per call, exactly as the local scan does (`cli/files.scan_record` makes the
-rows of both). The driver writes each row as it arrives and flushes it, so the output file is the checkpoint:
-a re-run with the same --out skips the files already in it.
+the models once, then analyses one file per call, exactly as the local scan does (`scan_results.scan_record`
+makes the rows of both). The driver writes each row as it arrives (`scan_results.ResultsFile`: one synced line
+per row), so the output file is the checkpoint: a re-run with the same --out skips the files already in it.
 
-A worker that dies (killed, out of memory, a crashing decoder) is restarted by Ray and its file is retried; a
-ledger actor counts the attempts per file, and a file whose worker died `max_attempts` times is recorded as
-failed (WorkerDied) instead of being retried for ever.
+A worker that dies (killed, out of memory, a crashing decoder, its node lost) is restarted by Ray, on another
+node when its own is gone, and its file is retried; a ledger actor on the driver's node counts the attempts per
+file (ScanSummary.retried_files), and a file whose worker died `max_attempts` times is recorded as failed
+(WorkerDied) instead of being retried for ever.
 
 Inputs are local or shared (NFS) paths, which every worker must see at the same path, or URLs of a filesystem
 pyarrow knows (s3://, gs://, hdfs://, file://) or fsspec does (with its package installed): the worker copies a
 URL's file into a temporary folder, analyses it and removes it.
 
-Ray is the optional `ray` extra; nothing here imports it before a scan starts.
+Ray is the optional `ray` extra; nothing here imports it before a scan starts. A local Ray started for a scan is
+shut down after it and its session folder removed.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
-import csv
 import json
 import logging
 import os
 import shutil
-import sys
 import tempfile
+import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import DeepfakeError, InputError, ModelFilesMissing, SettingsError, WeightsError
+from .media_files import MEDIA_EXTENSIONS, check_inputs, iter_videos
+from .scan_results import ResultsFile, ScanSummary, scan_record
+
+__all__ = ["MAX_ATTEMPTS", "RAY_HINT", "ScanSummary", "WorkerDied", "import_ray", "scan_ray"]
 
 RAY_HINT = "pip install 'deepfake-detector[ray]'"
 MAX_ATTEMPTS = 3  # analyses of one file whose worker died before it is recorded as failed
 LEDGER_PREFIX = "deepfake-scan-ledger-"  # name of the attempts ledger actor (one per scan)
 COPY_CHUNK = 1 << 20  # bytes per read when a worker copies a URL's file
+HOLD_ENV = "DEEPFAKE_SCAN_TEST_HOLD"  # tests only (test_ray_cluster.py): a folder where first attempts wait
+HOLD_LIMIT_S = 900  # the longest a held attempt waits for the folder's "release" file
 
 
 class WorkerDied(DeepfakeError):
     """The worker analysing a file died `max_attempts` times; the file is recorded as failed."""
 
 
-@dataclass(frozen=True)
-class ScanSummary:
-    out: Path  # the results file
-    total: int  # input files found
-    skipped: int  # already in the results file (resumed)
-    analysed: int  # rows written by this run without an error
-    errors: int  # rows written by this run with an error (broken files, workers that kept dying)
-    retried: int = 0  # files analysed again after their worker died
-
-
-# -- options ---------------------------------------------------------------------------------------------
-def add_ray_options(p: argparse.ArgumentParser) -> None:
-    """The --ray options of `scan` (they import nothing)."""
-    g = p.add_argument_group("Ray cluster (needs the ray extra: " + RAY_HINT + ")")
-    g.add_argument("--ray", nargs="?", const="auto", default=None, metavar="auto|ADDRESS",
-                   help="analyse on Ray: auto (the cluster this machine belongs to, else a local Ray started for "
-                        "the scan) or a cluster address (HOST:6379, ray://HOST:10001); re-running with the same "
-                        "--out skips the files already in it")
-    g.add_argument("--ray-workers", type=int, default=1, metavar="N",
-                   help="analysers in the pool, each loading the models once (default: 1)")
-    g.add_argument("--ray-gpus-per-worker", type=float, default=0.0, metavar="X",
-                   help="GPUs each analyser reserves; 0 runs on CPUs (default: 0)")
-    g.add_argument("--ray-cpus-per-worker", type=float, default=1.0, metavar="X",
-                   help="CPUs each analyser reserves, and the threads its networks use (default: 1)")
-    g.add_argument("--ray-max-attempts", type=int, default=MAX_ATTEMPTS, metavar="N",
-                   help=f"analyses of a file whose worker died before it is recorded as failed "
-                        f"(default: {MAX_ATTEMPTS})")
-
-
-def cmd_scan_ray(args: argparse.Namespace) -> int:
-    from .cli.common import EXIT_OK, settings_from_args
-
-    options = {name: getattr(args, name, None) for name in (
-        "models_dir", "device", "precision", "video_model", "compile", "no_calibration",
-        "audio_temperature", "video_temperature", "threshold")}
-    if args.models_dir is None or Path(args.models_dir).is_dir():
-        # A models folder this machine sees too (a shared one): a missing file is reported here, at once, before
-        # Ray starts. A folder only the workers have (baked into their image) is checked by them.
-        from .model_files import find_model_files
-
-        find_model_files(args.models_dir, args.video_model)
-    summary = _scan(args.paths, Path(args.out), settings_from_args(args), options, address=args.ray,
-                    workers=args.ray_workers, gpus_per_worker=args.ray_gpus_per_worker,
-                    cpus_per_worker=args.ray_cpus_per_worker, max_attempts=args.ray_max_attempts,
-                    quiet=args.quiet)
-    print(f"{summary.total} files, {summary.skipped} already done, {summary.analysed} analysed, "
-          f"{summary.errors} errors, {summary.retried} retried after a worker died -> {summary.out}",
-          file=sys.stderr)
-    return EXIT_OK
-
-
 def scan_ray(paths: Iterable[str | os.PathLike], out: str | os.PathLike, settings=None, *,
              address: str | None = "auto", workers: int = 1, gpus_per_worker: float = 0.0,
              cpus_per_worker: float = 1.0, max_attempts: int = MAX_ATTEMPTS, models_dir: str | None = None,
-             device: str = "auto", precision: str = "auto", video_model: str | None = None, compile: bool = False,
-             calibration: bool = False, on_row: Callable[[dict], None] | None = None) -> ScanSummary:
+             device: str = "auto", precision: str = "auto", video_model: str | None = None,
+             audio_model: str | None = None, runtime: str = "auto", compile: bool = False,
+             calibration: bool = False, restart: bool = False,
+             on_row: Callable[[dict], None] | None = None) -> ScanSummary:
     """Analyse video files and folders (walked) on Ray into `out` (.csv or .jsonl), resuming a previous run.
 
     `address`: "auto" (the Ray this process is connected to, else the cluster this machine belongs to, else a
     local Ray started for the scan and shut down after it) or a cluster address. `calibration`: apply the
     models folder's calibration.json to the temperatures and threshold, as the CLI does (default: `settings`
-    as given, like `Detector.analyze`). `on_row`: called with each row as it is written.
-    Raises InputError (bad --out, no inputs), SettingsError (Ray missing, bad option) and the errors of
-    `Detector.load` (model files missing on the workers).
+    as given, like `Detector.analyze`). `restart`: empty `out` first instead of resuming. `on_row`: called with
+    each row once it is on disk.
+    Raises InputError (bad `out`, no inputs), OutputError (`out` failed during the scan), SettingsError (Ray
+    missing, bad option) and the errors of `Detector.load` (model files missing on the workers).
     """
     from .settings import AnalysisSettings
 
     options = dict(models_dir=models_dir, device=device, precision=precision, video_model=video_model,
-                   compile=compile, no_calibration=not calibration, audio_temperature=None,
-                   video_temperature=None, threshold=None)
-    return _scan([str(p) for p in paths], Path(out), settings or AnalysisSettings(), options, address=address,
-                 workers=workers, gpus_per_worker=gpus_per_worker, cpus_per_worker=cpus_per_worker,
-                 max_attempts=max_attempts, quiet=True, on_row=on_row)
+                   audio_model=audio_model, runtime=runtime, compile=compile, no_calibration=not calibration,
+                   audio_temperature=None, video_temperature=None, threshold=None, fusion=None)
+    return run_scan([str(p) for p in paths], Path(out), settings or AnalysisSettings(), options, address=address,
+                    workers=workers, gpus_per_worker=gpus_per_worker, cpus_per_worker=cpus_per_worker,
+                    max_attempts=max_attempts, restart=restart, on_row=on_row)
 
 
 def import_ray():
@@ -152,12 +110,12 @@ def filesystem_for(url: str):
 def list_inputs(paths: Iterable[str]) -> list[tuple[str, str]]:
     """(the path as rows show it, what a worker opens) for each input file, folders walked and sorted like the
     local scan; a local path is opened by its absolute path, a URL as it is. Duplicates are dropped."""
-    from .cli.files import VIDEO_EXTENSIONS, iter_videos
-
+    paths = list(paths)
+    check_inputs(paths)
     found: dict[str, str] = {}
     for name in paths:
         if is_url(name):
-            for url in _list_url(name, VIDEO_EXTENSIONS):
+            for url in _list_url(name, MEDIA_EXTENSIONS):
                 found.setdefault(url, url)
         else:
             for p in iter_videos([name]):
@@ -197,67 +155,10 @@ def local_copy(source: str) -> Iterator[Path]:
         yield local
 
 
-# -- results file ----------------------------------------------------------------------------------------
-def check_out(out: Path) -> None:
-    if out.suffix not in (".csv", ".jsonl"):
-        raise InputError(f"--out must end in .csv or .jsonl; got {out.name}")
-
-
-def read_done(out: Path) -> set[str]:
-    """The paths already in a results file (error rows included). A last line cut short by a stopped run is
-    removed, so that the file takes appended rows."""
-    from .cli.files import SCAN_FIELDS
-
-    if not out.is_file() or out.stat().st_size == 0:
-        return set()
-    data = out.read_bytes()
-    if not data.endswith(b"\n"):
-        with open(out, "r+b") as f:
-            f.truncate(data.rfind(b"\n") + 1)
-        data = data[:data.rfind(b"\n") + 1]
-    text = data.decode("utf-8")
-    if out.suffix == ".csv":
-        rows = csv.DictReader(text.splitlines())
-        if text and rows.fieldnames != SCAN_FIELDS:
-            raise InputError(f"{out} is not a scan results file (its columns are {rows.fieldnames}); "
-                             f"name another --out")
-        return {row["path"] for row in rows}
-    done = set()
-    for n, line in enumerate(text.splitlines(), 1):
-        try:
-            done.add(json.loads(line)["path"])
-        except (ValueError, KeyError, TypeError):
-            raise InputError(f"{out} line {n} is not a scan result; name another --out") from None
-    return done
-
-
-class ResultsWriter:
-    """Appends rows to the results file, flushing each one (the CSV header once, for a new file)."""
-
-    def __init__(self, out: Path):
-        from .cli.files import SCAN_FIELDS
-
-        out.parent.mkdir(parents=True, exist_ok=True)
-        new = not out.is_file() or out.stat().st_size == 0
-        self.file = open(out, "a", newline="", encoding="utf-8")
-        self.csv = csv.DictWriter(self.file, fieldnames=SCAN_FIELDS) if out.suffix == ".csv" else None
-        if self.csv and new:
-            self.csv.writeheader()
-
-    def write(self, row: dict) -> None:
-        if self.csv:
-            self.csv.writerow(row)
-        else:
-            self.file.write(json.dumps(row) + "\n")
-        self.file.flush()
-
-    def close(self) -> None:
-        self.file.close()
-
-
 # -- workers ---------------------------------------------------------------------------------------------
 class Ledger:
-    """Attempts per file, and which worker process is on which file (a Ray actor, one per scan)."""
+    """Attempts per file, and which worker process is on which file (a Ray actor, one per scan, on the driver's
+    node so that losing a worker node loses no count)."""
 
     def __init__(self):
         self.attempts: dict[str, int] = {}
@@ -276,6 +177,24 @@ class Ledger:
 
     def counts(self) -> dict[str, int]:
         return dict(self.attempts)
+
+
+def hold_for_test(key: str, attempt: int) -> None:
+    """Tests only, when $DEEPFAKE_SCAN_TEST_HOLD names a folder: say which file this worker started (a JSON file
+    there: path, attempt, node id, pid), and keep a first attempt in flight until the folder holds "release",
+    so that a test can lose the node under it for certain (tests/test_ray_cluster.py)."""
+    folder = os.environ.get(HOLD_ENV)
+    if not folder:
+        return
+    import ray
+
+    info = {"path": key, "attempt": attempt, "node": ray.get_runtime_context().get_node_id(), "pid": os.getpid()}
+    marker = Path(folder) / f"{uuid.uuid4().hex}.json"
+    marker.with_suffix(".tmp").write_text(json.dumps(info))
+    marker.with_suffix(".tmp").rename(marker)  # whole, or not there
+    deadline = time.monotonic() + HOLD_LIMIT_S
+    while attempt == 1 and not (Path(folder) / "release").exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
 
 
 class Analyser:
@@ -304,16 +223,15 @@ class Analyser:
     def row(self, key: str, source: str) -> dict:
         import ray
 
-        from .cli.files import scan_record
-
         try:
             attempt = ray.get(self.ledger.start.remote(key, os.getpid()))
         except ray.exceptions.RayError:  # the ledger's node is gone: analyse, uncounted, rather than fail the scan
             attempt = 1
+        hold_for_test(key, attempt)
         report = error = None
         if attempt > self.max_attempts:
             error = WorkerDied(f"the worker analysing it died {attempt - 1} times (a file that crashes the "
-                               f"decoder, or a worker out of memory); not retried")
+                               f"decoder, a worker out of memory, or its node lost); not retried")
         else:
             try:
                 with local_copy(source) as path:
@@ -345,68 +263,114 @@ def _deepfake_cause(error: BaseException) -> DeepfakeError | None:
     return None
 
 
-def _scan(paths: list[str], out: Path, settings, options: dict, *, address: str | None, workers: int,
-          gpus_per_worker: float, cpus_per_worker: float, max_attempts: int, quiet: bool,
-          on_row: Callable[[dict], None] | None = None) -> ScanSummary:
-    check_out(out)
+def _check_models(options: dict) -> None:
+    """A models folder this machine sees too (a shared one): a missing file is reported here, at once, before Ray
+    starts. A folder only the workers have (baked into their image) is checked by them."""
+    if options.get("models_dir") is None or Path(options["models_dir"]).is_dir():
+        from .model_files import find_model_files
+
+        find_model_files(options.get("models_dir"), options.get("video_model"))
+
+
+def _start_ray(ray, address: str | None) -> str | None:
+    """Connect to (or start) Ray; the session folder of a Ray this call started, to remove after it."""
+    ray.init(address=None if address in (None, "auto") else address, logging_level=logging.WARNING)
+    node = getattr(getattr(ray, "_private", None), "worker", None)
+    node = getattr(node, "_global_node", None)
+    with contextlib.suppress(Exception):
+        if node is not None and node.head:
+            return node.get_session_dir_path()
+    return None
+
+
+def remove_session(session: str | None) -> None:
+    """Remove a stopped Ray's session folder, and the session_latest link beside it when it points there."""
+    if not session:
+        return
+    folder = Path(session)
+    latest = folder.parent / "session_latest"
+    with contextlib.suppress(OSError):
+        if latest.is_symlink() and Path(os.readlink(latest)).name == folder.name:
+            latest.unlink()
+    for _ in range(5):  # a process of the stopped Ray may still be closing its log files
+        shutil.rmtree(folder, ignore_errors=True)
+        if not folder.exists():
+            return
+        time.sleep(0.2)
+
+
+def run_scan(paths: list[str], out: Path, settings, options: dict, *, address: str | None, workers: int = 1,
+             gpus_per_worker: float = 0.0, cpus_per_worker: float = 1.0, max_attempts: int = MAX_ATTEMPTS,
+             restart: bool = False, on_row: Callable[[dict], None] | None = None) -> ScanSummary:
+    """`scan_ray` with the detector options as a dict (models_dir, device, precision, video_model, audio_model,
+    runtime, compile, no_calibration, and the analysis options given explicitly, None for those not given)."""
     _check_options(workers, gpus_per_worker, cpus_per_worker, max_attempts)
     ray = import_ray()
     inputs = list_inputs(paths)
     if not inputs:
         raise InputError(f"no video files found in {', '.join(paths)}")
-    done = read_done(out)
-    todo = [(key, source) for key, source in inputs if key not in done]
-    if not todo:
-        return ScanSummary(out, len(inputs), len(inputs), 0, 0)
+    with ResultsFile(out, restart=restart) as results:  # checked before anything loads or starts
+        todo = [(key, source) for key, source in inputs if key not in results.done]
+        skipped = len(inputs) - len(todo)
+        if not todo:
+            return ScanSummary(out, len(inputs), skipped, 0, 0)
+        _check_models(options)
+        return _run(ray, todo, results, settings, options, address=address, workers=workers,
+                    gpus_per_worker=gpus_per_worker, cpus_per_worker=cpus_per_worker, max_attempts=max_attempts,
+                    summary=ScanSummary(out, len(inputs), skipped, 0, 0), on_row=on_row)
+
+
+def _run(ray, todo: list[tuple[str, str]], results: ResultsFile, settings, options: dict, *, address, workers,
+         gpus_per_worker, cpus_per_worker, max_attempts, summary: ScanSummary, on_row) -> ScanSummary:
     options = dict(options)
     if options.get("models_dir"):  # the same folder on every worker (a shared or baked-in path)
         options["models_dir"] = os.path.abspath(options["models_dir"])
     if options.get("device") == "auto" and not gpus_per_worker:
         options["device"] = "cpu"  # a worker uses the GPU it reserved, none otherwise
     started = not ray.is_initialized()
-    if started:
-        ray.init(address=None if address in (None, "auto") else address, logging_level=logging.WARNING)
+    session = _start_ray(ray, address) if started else None
     ledger = None
-    writer = ResultsWriter(out)
-    written, errors, retried = set(), 0, 0
+    written: set[str] = set()
+    errors, retried = 0, ()
     try:
         context = ray.data.DataContext.get_current()
         context.enable_progress_bars = False
-        # restarted (empty) if its process is killed, e.g. by Ray's memory monitor
+        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+        # on the driver's node, and restarted (empty) if its process is killed, e.g. by Ray's memory monitor
+        here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=True)
         ledger = ray.remote(num_cpus=0, max_restarts=-1, max_task_retries=-1)(Ledger).options(
-            name=LEDGER_PREFIX + uuid.uuid4().hex).remote()
+            name=LEDGER_PREFIX + uuid.uuid4().hex, scheduling_strategy=here).remote()
         items = [{"path": key, "source": source} for key, source in todo]
         dataset = ray.data.from_items(items, override_num_blocks=len(items)).map_batches(
             Analyser, batch_size=1, batch_format="numpy", compute=ray.data.ActorPoolStrategy(size=workers),
             num_cpus=cpus_per_worker,
             num_gpus=gpus_per_worker or None,
-            fn_constructor_kwargs=dict(options=options, settings=settings, jsonl=out.suffix == ".jsonl",
+            fn_constructor_kwargs=dict(options=options, settings=settings, jsonl=results.jsonl,
                                        ledger=ledger, max_attempts=max_attempts))
         try:
             for item in dataset.iter_rows():
                 if item["path"] in written:  # a retried task that had already returned
                     continue
                 row = json.loads(item["record"])
-                writer.write(row)
+                results.write(row)
                 written.add(item["path"])
                 errors += row.get("error") is not None
                 if on_row is not None:
                     on_row(row)
-                if not quiet:
-                    print(f"[{len(done) + len(written)}/{len(inputs)}] {row['path']}: {row['verdict']}"
-                          + (f" ({row['error']})" if row.get("error") else ""), file=sys.stderr)
         except Exception as e:
             cause = _deepfake_cause(e)
             if cause is not None:
                 raise cause from None
             raise
         with contextlib.suppress(ray.exceptions.RayError):
-            retried = sum(n > 1 for n in ray.get(ledger.counts.remote()).values())
+            retried = tuple(sorted(key for key, n in ray.get(ledger.counts.remote()).items() if n > 1))
     finally:
-        writer.close()
         if ledger is not None:
             with contextlib.suppress(Exception):
                 ray.kill(ledger)
         if started:
             ray.shutdown()
-    return ScanSummary(out, len(inputs), len(done), len(written) - errors, errors, retried)
+            remove_session(session)
+    return ScanSummary(summary.out, summary.total, summary.skipped, len(written) - errors, errors, len(retried),
+                       retried)

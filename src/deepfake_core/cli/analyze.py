@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from .common import EXIT_OK, add_analysis_options, calibrated_settings, load_detector, progress_bar, settings_from_args
-from .files import is_audio_file
+from ..media_files import is_audio_file
 
 
 def register(sub) -> None:

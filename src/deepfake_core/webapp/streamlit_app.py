@@ -29,11 +29,12 @@ configure_process()  # this page is an entry point: the OpenMP policy before tor
 from deepfake_core import (AnalysisSettings, CheckpointError, DeepfakeError, Detector, InputError,  # noqa: E402
                            MediaTooLarge, ModelFilesMissing, SettingsError, UnreadableMedia, registry, weights)
 from deepfake_core.calibration import find_calibration  # noqa: E402
+from deepfake_core.media_files import AUDIO_EXTENSIONS, VIDEO_EXTENSIONS  # noqa: E402
 from deepfake_core.settings import widget_fields  # noqa: E402
 from deepfake_core.webapp import present  # noqa: E402
 
-AUDIO_UPLOAD_TYPES = ["wav", "flac", "mp3", "m4a", "ogg", "opus"]  # judged by the voice alone
-UPLOAD_TYPES = ["mp4", "avi", "mov", "mkv", "webm", *AUDIO_UPLOAD_TYPES]
+AUDIO_UPLOAD_TYPES = sorted(ext[1:] for ext in AUDIO_EXTENSIONS)  # judged by the voice alone
+UPLOAD_TYPES = ["mp4", *sorted(ext[1:] for ext in VIDEO_EXTENSIONS - {".mp4"}), *AUDIO_UPLOAD_TYPES]
 MB = 1024 * 1024  # bytes
 COPY_CHUNK = 8 * MB  # bytes copied per write when saving an upload
 log = logging.getLogger("deepfake_core.webapp")
