@@ -337,8 +337,10 @@ def _run(ray, todo: list[tuple[str, str]], results: ResultsFile, settings, optio
         context.enable_progress_bars = False
         from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-        # on the driver's node, and restarted (empty) if its process is killed, e.g. by Ray's memory monitor
-        here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=True)
+        # On the driver's node, which the scan cannot lose, and restarted (empty) if its process is killed, e.g.
+        # by Ray's memory monitor. A hard affinity: a soft one left it on a worker node in about half the runs on
+        # a 3-node cluster, and losing that node reset every count (tests/test_ray_cluster.py).
+        here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=False)
         ledger = ray.remote(num_cpus=0, max_restarts=-1, max_task_retries=-1)(Ledger).options(
             name=LEDGER_PREFIX + uuid.uuid4().hex, scheduling_strategy=here).remote()
         items = [{"path": key, "source": source} for key, source in todo]
