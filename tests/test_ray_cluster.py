@@ -1,5 +1,6 @@
-"""`scan_ray` on a real multi-node Ray cluster (ray.cluster_utils.Cluster: a head and two worker nodes on
-127.0.0.1, in a network namespace with only the loopback interface) that loses a worker node mid-scan.
+"""`scan --ray` on a real multi-node Ray cluster (ray.cluster_utils.Cluster: a head and two worker nodes on
+127.0.0.1, in a network namespace with only the loopback interface) that loses a worker node mid-scan. The scan
+is a child process (the driver); no Ray driver runs in pytest's process.
 
 Deterministic under any load: every file's first attempt waits on the worker ($DEEPFAKE_SCAN_TEST_HOLD,
 ray_scan.hold_for_test) until the test has killed a node, so the files the test sees started on that node are
@@ -14,7 +15,6 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
@@ -28,7 +28,9 @@ CLIPS = 4
 
 @pytest.fixture
 def cluster(monkeypatch, tmp_path):
-    ray = pytest.importorskip("ray", reason="the ray extra is not installed: pip install 'deepfake-detector[ray]'")
+    """(the Cluster, its two worker nodes, the hold folder). No driver in this process: the scan runs in a child
+    process, so no Ray thread outlives the test in pytest's process."""
+    pytest.importorskip("ray", reason="the ray extra is not installed: pip install 'deepfake-detector[ray]'")
     from ray.cluster_utils import Cluster
 
     restore = loopback_only_network()
@@ -46,14 +48,12 @@ def cluster(monkeypatch, tmp_path):
                                                                      node_ip_address="127.0.0.1"))
         workers = [cluster.add_node(num_cpus=2, node_ip_address="127.0.0.1") for _ in range(2)]
         cluster.wait_for_nodes(timeout=WAIT_S)
-        ray.init(address=cluster.address, logging_level="WARNING")
-        yield ray, cluster, workers, hold, Path(root)
+        yield cluster, workers, hold
     finally:
-        ray.shutdown()
         if cluster is not None:
             cluster.shutdown()
         restore()
-        shutil.rmtree(root, ignore_errors=True)
+        shutil.rmtree(root, ignore_errors=True)  # the sessions' folders
 
 
 def _started(hold: Path) -> list[dict]:
@@ -62,46 +62,40 @@ def _started(hold: Path) -> list[dict]:
 
 @pytest.mark.slow
 def test_a_lost_node_s_files_are_redone_on_the_other_node_once_each(cluster, faceless_video, lite_models, tmp_path):
-    from deepfake_core import AnalysisSettings, scan_ray
-
-    ray, cluster, workers, hold, root = cluster
+    cluster, workers, hold = cluster
     folder = tmp_path / "clips"
     folder.mkdir()
     for i in range(CLIPS):
         shutil.copy(faceless_video, folder / f"clip_{i}.mp4")
     out = tmp_path / "r.csv"
     directory, video = lite_models
-    result: dict = {}
-
-    def scan():
-        try:
-            result["summary"] = scan_ray([folder], out, AnalysisSettings(max_samples=4), workers=2,
-                                         models_dir=str(directory), video_model=str(video), max_attempts=5)
-        except BaseException as e:  # reported by the test, not lost in the thread
-            result["error"] = e
-
-    thread = threading.Thread(target=scan, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + WAIT_S
-    while not _started(hold):  # a first attempt is in flight, and waits
-        assert thread.is_alive(), result
-        assert time.monotonic() < deadline, "no file was started on a worker node"
-        time.sleep(0.05)
-    node_id = _started(hold)[0]["node"]
-    lost = next(node for node in workers if node.node_id == node_id)
-    cluster.remove_node(lost, allow_graceful=False)  # SIGKILL: the node and its workers are gone
-    in_flight = {m["path"] for m in _started(hold) if m["node"] == node_id and m["attempt"] == 1}
-    (hold / "release").touch()  # first attempts elsewhere (and any still queued) go on
-    thread.join(timeout=WAIT_S)
-    assert not thread.is_alive(), "the scan did not finish after its node was lost"
-    assert "error" not in result, result
-    summary = result["summary"]
+    scan = subprocess.Popen([sys.executable, "-m", "deepfake_core", "scan", str(folder), "--out", str(out),
+                             "--models-dir", str(directory), "--video-model", str(video), "--max-samples", "4",
+                             "--ray", cluster.address, "--ray-workers", "2", "--ray-max-attempts", "5", "-q"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + WAIT_S
+        while not _started(hold):  # a first attempt is in flight, and waits
+            assert scan.poll() is None, scan.stderr.read()
+            assert time.monotonic() < deadline, "no file was started on a worker node"
+            time.sleep(0.05)
+        node_id = _started(hold)[0]["node"]
+        lost = next(node for node in workers if node.node_id == node_id)
+        cluster.remove_node(lost, allow_graceful=False)  # SIGKILL: the node and its workers are gone
+        in_flight = {m["path"] for m in _started(hold) if m["node"] == node_id and m["attempt"] == 1}
+        (hold / "release").touch()  # first attempts elsewhere (and any still queued) go on
+        _, err = scan.communicate(timeout=WAIT_S)
+    finally:
+        scan.kill()
+        scan.wait()
+    assert scan.returncode == 0, err
 
     paths = [line.split(",")[1] for line in out.read_text().splitlines()[1:]]
     assert sorted(paths) == sorted(str(p) for p in folder.iterdir())  # each input exactly once
-    assert (summary.total, summary.analysed, summary.errors) == (CLIPS, CLIPS, 0)
-    assert in_flight and in_flight <= set(summary.retried_files), "\n".join(map(str, [in_flight, summary, *_started(hold)]))
-    assert summary.retried == len(summary.retried_files)
+    assert f"{CLIPS} files, 0 already done, {CLIPS} analysed, 0 errors" in err, err
+    retried = [line.split(": ", 1)[1].split(", ") for line in err.splitlines()
+               if line.startswith("retried after their worker died: ")]
+    assert in_flight and retried and in_flight <= set(retried[0]), (in_flight, err)
     redone = [m for m in _started(hold) if m["path"] in in_flight and m["attempt"] > 1]
     assert {m["path"] for m in redone} == in_flight and all(m["node"] != node_id for m in redone)
 

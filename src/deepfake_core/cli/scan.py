@@ -65,6 +65,8 @@ def cmd_scan(args: argparse.Namespace) -> int:
     print(f"{summary.total} files, {summary.skipped} already done, {summary.analysed} analysed, "
           f"{summary.errors} errors" + (f", {summary.retried} retried after a worker died" if args.ray else "")
           + f" -> {summary.out}", file=sys.stderr)
+    if summary.retried_files:
+        print(f"retried after their worker died: {', '.join(summary.retried_files)}", file=sys.stderr)
     return EXIT_OK
 
 
