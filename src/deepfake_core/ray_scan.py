@@ -20,8 +20,8 @@ shut down after it and its session folder removed.
 
 from __future__ import annotations
 
-import argparse
 import contextlib
+import dataclasses
 import json
 import logging
 import os
@@ -33,7 +33,7 @@ from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 from .errors import DeepfakeError, InputError, ModelFilesMissing, SettingsError, WeightsError
-from .media_files import MEDIA_EXTENSIONS, check_inputs, iter_videos
+from .media_files import MEDIA_EXTENSIONS, check_inputs, iter_media
 from .scan_results import ResultsFile, ScanSummary, scan_record
 
 __all__ = ["MAX_ATTEMPTS", "RAY_HINT", "ScanSummary", "WorkerDied", "import_ray", "scan_ray"]
@@ -67,14 +67,19 @@ def scan_ray(paths: Iterable[str | os.PathLike], out: str | os.PathLike, setting
     Raises InputError (bad `out`, no inputs), OutputError (`out` failed during the scan), SettingsError (Ray
     missing, bad option) and the errors of `Detector.load` (model files missing on the workers).
     """
-    from .settings import AnalysisSettings
+    from .load import DetectorOptions
 
-    options = dict(models_dir=models_dir, device=device, precision=precision, video_model=video_model,
-                   audio_model=audio_model, runtime=runtime, compile=compile, no_calibration=not calibration,
-                   audio_temperature=None, video_temperature=None, threshold=None, fusion=None)
-    return run_scan([str(p) for p in paths], Path(out), settings or AnalysisSettings(), options, address=address,
-                    workers=workers, gpus_per_worker=gpus_per_worker, cpus_per_worker=cpus_per_worker,
-                    max_attempts=max_attempts, restart=restart, on_row=on_row)
+    options = DetectorOptions(models_dir=models_dir, device=device, precision=precision, video_model=video_model,
+                              audio_model=audio_model, runtime=runtime, compile=compile)
+    check_ray_options(workers, gpus_per_worker, cpus_per_worker, max_attempts)
+    import_ray()
+    inputs = list_inputs([str(p) for p in paths])
+    with ResultsFile(Path(out), restart=restart) as results:  # checked before anything loads or starts
+        check_models(options)
+        # the settings' fields that differ from the defaults count as given (Detector.resolve_settings)
+        return run_scan(inputs, results, settings, options, use_calibration=calibration, address=address,
+                        workers=workers, gpus_per_worker=gpus_per_worker, cpus_per_worker=cpus_per_worker,
+                        max_attempts=max_attempts, on_row=on_row)
 
 
 def import_ray():
@@ -118,7 +123,7 @@ def list_inputs(paths: Iterable[str]) -> list[tuple[str, str]]:
             for url in _list_url(name, MEDIA_EXTENSIONS):
                 found.setdefault(url, url)
         else:
-            for p in iter_videos([name]):
+            for p in iter_media([name]):
                 found.setdefault(str(p), os.path.abspath(p))
     return list(found.items())
 
@@ -200,18 +205,18 @@ def hold_for_test(key: str, attempt: int) -> None:
 class Analyser:
     """One actor of the pool: loads the models once, then turns batches of files into rows (JSON strings)."""
 
-    def __init__(self, options: dict, settings, jsonl: bool, ledger, max_attempts: int):
-        from .cli.common import calibrated_settings, load_detector
+    def __init__(self, options, given, use_calibration: bool, jsonl: bool, ledger, max_attempts: int):
+        from .load import load_detector
         from .process import configure_process
 
         configure_process()  # a Ray worker is a process of its own: before its models load
 
-        args = argparse.Namespace(**options)
         try:
-            self.detector = load_detector(args)
+            self.detector = load_detector(options)  # load.DetectorOptions
         except ModelFilesMissing as e:  # its arguments are not its message, so Ray cannot rebuild it: same text
             raise WeightsError(str(e)) from None
-        self.settings, self.notes = calibrated_settings(args, settings, self.detector)
+        # the settings by the library's rule, as the local scan makes them
+        self.settings, self.notes = self.detector.resolve_settings(given, use_calibration)
         self.jsonl, self.ledger, self.max_attempts = jsonl, ledger, max_attempts
 
     def __call__(self, batch: dict) -> dict:
@@ -243,7 +248,7 @@ class Analyser:
 
 
 # -- the scan --------------------------------------------------------------------------------------------
-def _check_options(workers: int, gpus: float, cpus: float, attempts: int) -> None:
+def check_ray_options(workers: int, gpus: float, cpus: float, attempts: int) -> None:
     if workers < 1:
         raise SettingsError(f"--ray-workers must be at least 1; got {workers}")
     if gpus < 0 or cpus <= 0:
@@ -263,13 +268,15 @@ def _deepfake_cause(error: BaseException) -> DeepfakeError | None:
     return None
 
 
-def _check_models(options: dict) -> None:
-    """A models folder this machine sees too (a shared one): a missing file is reported here, at once, before Ray
-    starts. A folder only the workers have (baked into their image) is checked by them."""
-    if options.get("models_dir") is None or Path(options["models_dir"]).is_dir():
+def check_models(options):
+    """The model files (model_files.ModelFiles) when the models folder is one this machine sees too (a shared
+    one): a missing file is reported here, at once, before Ray starts. A folder only the workers have (baked into
+    their image) is checked by them: None."""
+    if options.models_dir is None or Path(options.models_dir).is_dir():
         from .model_files import find_model_files
 
-        find_model_files(options.get("models_dir"), options.get("video_model"))
+        return find_model_files(options.models_dir, options.video_model, options.audio_model)
+    return None
 
 
 def _start_ray(ray, address: str | None) -> str | None:
@@ -299,34 +306,27 @@ def remove_session(session: str | None) -> None:
         time.sleep(0.2)
 
 
-def run_scan(paths: list[str], out: Path, settings, options: dict, *, address: str | None, workers: int = 1,
-             gpus_per_worker: float = 0.0, cpus_per_worker: float = 1.0, max_attempts: int = MAX_ATTEMPTS,
-             restart: bool = False, on_row: Callable[[dict], None] | None = None) -> ScanSummary:
-    """`scan_ray` with the detector options as a dict (models_dir, device, precision, video_model, audio_model,
-    runtime, compile, no_calibration, and the analysis options given explicitly, None for those not given)."""
-    _check_options(workers, gpus_per_worker, cpus_per_worker, max_attempts)
-    ray = import_ray()
-    inputs = list_inputs(paths)
-    if not inputs:
-        raise InputError(f"no video files found in {', '.join(paths)}")
-    with ResultsFile(out, restart=restart) as results:  # checked before anything loads or starts
-        todo = [(key, source) for key, source in inputs if key not in results.done]
-        skipped = len(inputs) - len(todo)
-        if not todo:
-            return ScanSummary(out, len(inputs), skipped, 0, 0)
-        _check_models(options)
-        return _run(ray, todo, results, settings, options, address=address, workers=workers,
-                    gpus_per_worker=gpus_per_worker, cpus_per_worker=cpus_per_worker, max_attempts=max_attempts,
-                    summary=ScanSummary(out, len(inputs), skipped, 0, 0), on_row=on_row)
+def run_scan(inputs: list[tuple[str, str]], results: ResultsFile, given, options, *, use_calibration: bool,
+             address: str | None, workers: int = 1, gpus_per_worker: float = 0.0, cpus_per_worker: float = 1.0,
+             max_attempts: int = MAX_ATTEMPTS, on_row: Callable[[dict], None] | None = None) -> ScanSummary:
+    """The scan of `inputs` (list_inputs) into the open `results`, skipping the files already in it: what
+    `scan_ray` and the command run once the inputs, the results file and the options are checked. `given`:
+    the analysis settings set by the user ({field: value} or an AnalysisSettings, Detector.resolve_settings);
+    `options`: load.DetectorOptions."""
+    todo = [(key, source) for key, source in inputs if key not in results.done]
+    summary = ScanSummary(results.out, len(inputs), len(inputs) - len(todo), 0, 0)
+    if not todo:
+        return summary
+    return _run(import_ray(), todo, results, given, options, use_calibration=use_calibration, address=address,
+                workers=workers, gpus_per_worker=gpus_per_worker, cpus_per_worker=cpus_per_worker,
+                max_attempts=max_attempts, summary=summary, on_row=on_row)
 
 
-def _run(ray, todo: list[tuple[str, str]], results: ResultsFile, settings, options: dict, *, address, workers,
-         gpus_per_worker, cpus_per_worker, max_attempts, summary: ScanSummary, on_row) -> ScanSummary:
-    options = dict(options)
-    if options.get("models_dir"):  # the same folder on every worker (a shared or baked-in path)
-        options["models_dir"] = os.path.abspath(options["models_dir"])
-    if options.get("device") == "auto" and not gpus_per_worker:
-        options["device"] = "cpu"  # a worker uses the GPU it reserved, none otherwise
+def _run(ray, todo: list[tuple[str, str]], results: ResultsFile, given, options, *, use_calibration, address,
+         workers, gpus_per_worker, cpus_per_worker, max_attempts, summary: ScanSummary, on_row) -> ScanSummary:
+    options = options.absolute()  # the same folder on every worker (a shared or baked-in path)
+    if options.device == "auto" and not gpus_per_worker:
+        options = dataclasses.replace(options, device="cpu")  # a worker uses the GPU it reserved, none otherwise
     started = not ray.is_initialized()
     session = _start_ray(ray, address) if started else None
     ledger = None
@@ -348,7 +348,8 @@ def _run(ray, todo: list[tuple[str, str]], results: ResultsFile, settings, optio
             Analyser, batch_size=1, batch_format="numpy", compute=ray.data.ActorPoolStrategy(size=workers),
             num_cpus=cpus_per_worker,
             num_gpus=gpus_per_worker or None,
-            fn_constructor_kwargs=dict(options=options, settings=settings, jsonl=results.jsonl,
+            fn_constructor_kwargs=dict(options=options, given=given, use_calibration=use_calibration,
+                                       jsonl=results.jsonl,
                                        ledger=ledger, max_attempts=max_attempts))
         try:
             for item in dataset.iter_rows():

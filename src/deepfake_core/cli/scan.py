@@ -9,14 +9,14 @@ import sys
 from pathlib import Path
 
 from ..errors import InputError
-from ..media_files import check_inputs, is_audio_file, iter_videos
+from ..load import load_detector
+from ..media_files import check_inputs, is_audio_file, iter_media
+from ..ray_scan import MAX_ATTEMPTS, RAY_HINT  # imports no Ray
 from ..scan_results import ResultsFile, ScanSummary, scan_record
-from .common import EXIT_OK, add_analysis_options, calibrated_settings, load_detector, settings_from_args
+from ..settings import AnalysisSettings
+from .common import EXIT_OK, add_analysis_options, detector_options, resolved_settings, settings_from_args
+from .options import given_values
 
-MAX_ATTEMPTS = 3  # as ray_scan.MAX_ATTEMPTS (not imported: --help must not import the Ray half)
-RAY_HINT = "pip install 'deepfake-detector[ray]'"
-DETECTOR_OPTIONS = ("models_dir", "device", "precision", "video_model", "audio_model", "runtime", "compile",
-                    "no_calibration", "audio_temperature", "video_temperature", "threshold", "fusion")
 
 
 def register(sub) -> None:
@@ -49,19 +49,10 @@ def add_ray_options(p: argparse.ArgumentParser) -> None:
 
 
 def cmd_scan(args: argparse.Namespace) -> int:
-    settings = settings_from_args(args)
+    settings = settings_from_args(args)  # a bad option is named before anything loads
     check_inputs(args.paths)
     progress = _progress(args.quiet)
-    if args.ray is not None:
-        from ..ray_scan import run_scan
-
-        options = {name: getattr(args, name, None) for name in DETECTOR_OPTIONS}
-        summary = run_scan(args.paths, Path(args.out), settings, options, address=args.ray,
-                           workers=args.ray_workers, gpus_per_worker=args.ray_gpus_per_worker,
-                           cpus_per_worker=args.ray_cpus_per_worker, max_attempts=args.ray_max_attempts,
-                           restart=args.restart, on_row=lambda row: progress(row["path"], row))
-    else:
-        summary = scan_here(args, settings, progress)
+    summary = scan_on_ray(args, progress) if args.ray is not None else scan_here(args, settings, progress)
     print(f"{summary.total} files, {summary.skipped} already done, {summary.analysed} analysed, "
           f"{summary.errors} errors" + (f", {summary.retried} retried after a worker died" if args.ray else "")
           + f" -> {summary.out}", file=sys.stderr)
@@ -83,18 +74,46 @@ def _progress(quiet: bool):
     return show
 
 
+def scan_on_ray(args: argparse.Namespace, progress) -> ScanSummary:
+    """The scan on Ray (ray_scan.py): the inputs, the results file and the model files checked here, in that
+    order, before Ray starts."""
+    from ..ray_scan import check_models, check_ray_options, import_ray, list_inputs, run_scan
+
+    check_ray_options(args.ray_workers, args.ray_gpus_per_worker, args.ray_cpus_per_worker, args.ray_max_attempts)
+    import_ray()
+    inputs = list_inputs(args.paths)
+    if not inputs:
+        raise InputError(f"no video files found in {', '.join(args.paths)}")
+    options = detector_options(args)
+    with ResultsFile(Path(args.out), restart=args.restart) as results:
+        files = check_models(options) if len(results.done) < len(inputs) else None
+        if files is not None and files.video_choice == "builtin" and not options.video_model:
+            print(f"note: video judged by the built-in model: no original checkpoint is installed in "
+                  f"{files.directory} (deepfake-detect weights pull installs it)", file=sys.stderr)
+        return run_scan(inputs, results, given_values(args, AnalysisSettings), options,
+                        use_calibration=not args.no_calibration, address=args.ray, workers=args.ray_workers,
+                        gpus_per_worker=args.ray_gpus_per_worker, cpus_per_worker=args.ray_cpus_per_worker,
+                        max_attempts=args.ray_max_attempts, on_row=lambda row: progress(row["path"], row))
+
+
 def scan_here(args: argparse.Namespace, settings, progress) -> ScanSummary:
     """The local scan: one detector, the files one after the other, each row on disk before the next file."""
     out = Path(args.out)
-    videos = list(dict.fromkeys(iter_videos(args.paths)))  # a file named twice is analysed once
+    videos = list(dict.fromkeys(iter_media(args.paths)))  # a file named twice is analysed once
     if not videos:
         raise InputError(f"no video files found in {', '.join(args.paths)}")
     with ResultsFile(out, restart=args.restart) as results:  # checked before the models load
         todo = [path for path in videos if str(path) not in results.done]
         skipped, errors = len(videos) - len(todo), 0
         if todo:
-            detector = load_detector(args, voice_only=settings.audio_only or all(is_audio_file(v) for v in todo))
-            settings, notes = calibrated_settings(args, settings, detector)
+            detector = load_detector(detector_options(args),
+                                     voice_only=settings.audio_only or all(is_audio_file(v) for v in todo))
+            settings, notes = resolved_settings(args, detector)
+            from ..report import FIRST_NOTES
+
+            for note in detector.load_notes:  # who judges, when it is not the original model, before any row
+                if note.startswith(FIRST_NOTES):
+                    print(f"note: {note}", file=sys.stderr)
         for path in todo:
             report, error = None, None
             try:

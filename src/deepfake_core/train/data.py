@@ -23,7 +23,7 @@ from ..media_files import AUDIO_EXTENSIONS, IMAGE_EXTENSIONS, VIDEO_EXTENSIONS
 
 REAL, FAKE = "real", "fake"
 LABELS = (REAL, FAKE)
-TRAIN_EXTENSIONS = VIDEO_EXTENSIONS | AUDIO_EXTENSIONS | IMAGE_EXTENSIONS  # a training manifest may list face crops
+MEDIA_EXTENSIONS = VIDEO_EXTENSIONS | AUDIO_EXTENSIONS | IMAGE_EXTENSIONS  # labelled media: face crops too
 FAKEAVCELEB_TYPES = {  # folder -> (video label, audio label)
     "RealVideo-RealAudio": (REAL, REAL),
     "FakeVideo-RealAudio": (FAKE, REAL),
@@ -188,5 +188,5 @@ def _walk_media(folder: Path):
     for base, dirs, files in os.walk(folder):
         dirs.sort()
         for name in sorted(files):
-            if Path(name).suffix.lower() in TRAIN_EXTENSIONS:
+            if Path(name).suffix.lower() in MEDIA_EXTENSIONS:
                 yield Path(base) / name
