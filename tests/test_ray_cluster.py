@@ -19,7 +19,6 @@ import time
 from pathlib import Path
 
 import pytest
-
 from loopback import loopback_only_network
 
 WAIT_S = 600  # for a condition on a loaded machine: workers importing torch and loading models take minutes

@@ -20,10 +20,10 @@ import time
 from pathlib import Path
 
 import pytest
+from loopback import listening_addresses, loopback_only_network
 
 from deepfake_core.cli import main
-from loopback import listening_addresses, loopback_only_network
-from deepfake_core.scan_results import SCAN_FIELDS
+from deepfake_core.scan.results import SCAN_FIELDS
 
 FLOAT_FIELDS = ("confidence", "fused_real_prob", "video_p_fake", "audio_p_fake", "duration_s")
 BF16_TOLERANCE = 0.02  # bf16 keeps ~3 significant digits; thread counts change the summation order
@@ -32,7 +32,7 @@ BF16_TOLERANCE = 0.02  # bf16 keeps ~3 significant digits; thread counts change 
 # -- fast: no Ray needed ---------------------------------------------------------------------------------
 def test_importing_and_the_local_scan_do_not_need_ray(tmp_path, original_models, faceless_video):
     code = ("import sys; sys.modules['ray'] = None\n"  # `import ray` now fails as if it were not installed
-            "import deepfake_core, deepfake_core.ray_scan\n"
+            "import deepfake_core, deepfake_core.scan.ray_scan\n"
             "from deepfake_core.cli import main\n"
             f"assert main(['scan', {str(faceless_video)!r}, '--out', {str(tmp_path / 'r.csv')!r}, "
             f"'--models-dir', {str(original_models)!r}, '-q']) == 0\n"
@@ -46,7 +46,7 @@ def test_importing_and_the_local_scan_do_not_need_ray(tmp_path, original_models,
 
 def test_read_done_drops_a_cut_last_line_and_refuses_other_files(tmp_path):
     from deepfake_core.errors import InputError
-    from deepfake_core.scan_results import read_done
+    from deepfake_core.scan.results import read_done
 
     jl = tmp_path / "r.jsonl"
     jl.write_text(json.dumps({"path": "/v/a.mp4", "verdict": "REAL"}) + "\n" + '{"path": "/v/b.m')
@@ -160,7 +160,7 @@ def test_ray_scan_of_file_urls_resumes_a_stopped_jsonl(local_ray, clips, origina
 def _scan_killing_the_first_worker(ray, paths, out, max_attempts, models):
     """scan_ray in a thread; SIGKILL the worker process as soon as it starts a file. (summary, killed file)."""
     from deepfake_core import AnalysisSettings, scan_ray
-    from deepfake_core.ray_scan import LEDGER_PREFIX
+    from deepfake_core.scan.ray_scan import LEDGER_PREFIX
 
     result = {}
     thread = threading.Thread(target=lambda: result.setdefault(
@@ -212,6 +212,7 @@ def test_model_files_missing_on_the_workers_exit_3(local_ray, clips, tmp_path, c
 def test_deploy_files_agree_on_the_image_and_the_ray_version():
     yaml = pytest.importorskip("yaml", reason="PyYAML comes with the ray extra")
     import re
+
     import tomllib
 
     root = Path(__file__).resolve().parents[1]

@@ -18,7 +18,7 @@ import pytest
 
 from deepfake_core.cli import main
 from deepfake_core.errors import InputError, UnreadableMedia
-from deepfake_core.scan_results import SCAN_FIELDS, ResultsFile, complete_length, read_done
+from deepfake_core.scan.results import SCAN_FIELDS, ResultsFile, complete_length, read_done
 
 WAIT_S = 600  # for a condition on a loaded machine (model loading in a child process can take minutes)
 CLIPS = 6
@@ -84,7 +84,7 @@ def test_bad_out_and_missing_inputs_are_exit_2_before_the_models_load(tmp_path, 
         raise AssertionError("models loaded (or Ray started) before the inputs were checked")
 
     monkeypatch.setattr("deepfake_core.cli.scan.load_detector", no_loading)
-    monkeypatch.setattr("deepfake_core.model_files.find_model_files", no_loading)
+    monkeypatch.setattr("deepfake_core.models.model_files.find_model_files", no_loading)
     if ray:
         pytest.importorskip("ray", reason="the ray extra is not installed: pip install 'deepfake-detector[ray]'")
         monkeypatch.setattr("ray.init", no_loading)

@@ -1,5 +1,5 @@
 """`deepfake-detect scan`: many videos and audio files (folders are walked) into a CSV or JSONL file, here or on
-a Ray cluster with --ray (ray_scan.py). The results file is the checkpoint (scan_results.py): a re-run with the
+a Ray cluster with --ray (scan/ray_scan.py). The results file is the checkpoint (scan/results.py): a re-run with the
 same --out skips the files already in it, --restart starts over."""
 
 from __future__ import annotations
@@ -8,15 +8,14 @@ import argparse
 import sys
 from pathlib import Path
 
+from ..analysis.load import load_detector
 from ..errors import InputError
-from ..load import load_detector
-from ..media_files import check_inputs, is_audio_file, iter_media
-from ..ray_scan import MAX_ATTEMPTS, RAY_HINT  # imports no Ray
-from ..scan_results import ResultsFile, ScanSummary, scan_record
+from ..media.files import check_inputs, is_audio_file, iter_media
+from ..scan.ray_scan import MAX_ATTEMPTS, RAY_HINT  # imports no Ray
+from ..scan.results import ResultsFile, ScanSummary, scan_record
 from ..settings import AnalysisSettings
 from .common import EXIT_OK, add_analysis_options, detector_options, resolved_settings, settings_from_args
 from .options import given_values
-
 
 
 def register(sub) -> None:
@@ -75,9 +74,9 @@ def _progress(quiet: bool):
 
 
 def scan_on_ray(args: argparse.Namespace, progress) -> ScanSummary:
-    """The scan on Ray (ray_scan.py): the inputs, the results file and the model files checked here, in that
+    """The scan on Ray (scan/ray_scan.py): the inputs, the results file and the model files checked here, in that
     order, before Ray starts."""
-    from ..ray_scan import check_models, check_ray_options, import_ray, list_inputs, run_scan
+    from ..scan.ray_scan import check_models, check_ray_options, import_ray, list_inputs, run_scan
 
     check_ray_options(args.ray_workers, args.ray_gpus_per_worker, args.ray_cpus_per_worker, args.ray_max_attempts)
     import_ray()
@@ -109,7 +108,7 @@ def scan_here(args: argparse.Namespace, settings, progress) -> ScanSummary:
             detector = load_detector(detector_options(args),
                                      voice_only=settings.audio_only or all(is_audio_file(v) for v in todo))
             settings, notes = resolved_settings(args, detector)
-            from ..report import FIRST_NOTES
+            from ..analysis.report import FIRST_NOTES
 
             for note in detector.load_notes:  # who judges, when it is not the original model, before any row
                 if note.startswith(FIRST_NOTES):

@@ -17,7 +17,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import InputError, OutputError
+from ..errors import InputError, OutputError
 
 SCAN_FIELDS = ["file", "path", "verdict", "reason", "confidence", "fused_real_prob", "video_p_fake",
                "audio_p_fake", "faces", "tracks", "audio_windows", "duration_s", "seconds", "error"]
@@ -153,7 +153,7 @@ class ResultsFile:
                 self.done = set()
             self.safe = len(self.done)  # rows on disk
             if not self.jsonl and os.fstat(self.fd).st_size == 0:
-                self._append(self._line(dict(zip(SCAN_FIELDS, SCAN_FIELDS))))
+                self._append(self._line({name: name for name in SCAN_FIELDS}))
         except BaseException:
             self.close()
             raise

@@ -1,8 +1,8 @@
 """`scan` on a Ray cluster: `scan_ray()`, which `deepfake-detect scan PATH... --out FILE --ray` runs (cli/scan.py).
 
 Ray Data reads the list of files (one block per file) and an actor pool of analysers runs them: each actor loads
-the models once, then analyses one file per call, exactly as the local scan does (`scan_results.scan_record`
-makes the rows of both). The driver writes each row as it arrives (`scan_results.ResultsFile`: one synced line
+the models once, then analyses one file per call, exactly as the local scan does (`scan.results.scan_record`
+makes the rows of both). The driver writes each row as it arrives (`scan.results.ResultsFile`: one synced line
 per row), so the output file is the checkpoint: a re-run with the same --out skips the files already in it.
 
 A worker that dies (killed, out of memory, a crashing decoder, its node lost) is restarted by Ray, on another
@@ -32,9 +32,9 @@ import uuid
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
-from .errors import DeepfakeError, InputError, ModelFilesMissing, SettingsError, WeightsError
-from .media_files import MEDIA_EXTENSIONS, check_inputs, iter_media
-from .scan_results import ResultsFile, ScanSummary, scan_record
+from ..errors import DeepfakeError, InputError, ModelFilesMissing, SettingsError, WeightsError
+from ..media.files import MEDIA_EXTENSIONS, check_inputs, iter_media
+from .results import ResultsFile, ScanSummary, scan_record
 
 __all__ = ["MAX_ATTEMPTS", "RAY_HINT", "ScanSummary", "WorkerDied", "import_ray", "scan_ray"]
 
@@ -67,7 +67,7 @@ def scan_ray(paths: Iterable[str | os.PathLike], out: str | os.PathLike, setting
     Raises InputError (bad `out`, no inputs), OutputError (`out` failed during the scan), SettingsError (Ray
     missing, bad option) and the errors of `Detector.load` (model files missing on the workers).
     """
-    from .load import DetectorOptions
+    from ..analysis.load import DetectorOptions
 
     options = DetectorOptions(models_dir=models_dir, device=device, precision=precision, video_model=video_model,
                               audio_model=audio_model, runtime=runtime, compile=compile)
@@ -206,8 +206,8 @@ class Analyser:
     """One actor of the pool: loads the models once, then turns batches of files into rows (JSON strings)."""
 
     def __init__(self, options, given, use_calibration: bool, jsonl: bool, ledger, max_attempts: int):
-        from .load import load_detector
-        from .process import configure_process
+        from ..analysis.load import load_detector
+        from ..process import configure_process
 
         configure_process()  # a Ray worker is a process of its own: before its models load
 
@@ -273,7 +273,7 @@ def check_models(options):
     one): a missing file is reported here, at once, before Ray starts. A folder only the workers have (baked into
     their image) is checked by them: None."""
     if options.models_dir is None or Path(options.models_dir).is_dir():
-        from .model_files import find_model_files
+        from ..models.model_files import find_model_files
 
         return find_model_files(options.models_dir, options.video_model, options.audio_model)
     return None
