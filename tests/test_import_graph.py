@@ -21,10 +21,10 @@ LAYERS: list[tuple[str, set[str]]] = [
     ("faces", {"faces.*"}),
     ("analysis", {"analysis.*"}),
     ("training", {"train.*"}),
-    # scan/ still imports cli/ (ray_scan's command half); it sits with the front ends until that moves out
-    ("front ends", {"", "__main__", "cli.*", "api.*", "webapp.*", "scan.*"}),
+    ("scan", {"scan.*"}),
+    ("front ends", {"", "__main__", "cli.*", "api.*", "webapp.*"}),
 ]
-STANDALONE = {"models.registry", "version", "errors", "offline", "media.files"}  # import nothing from the package at all
+STANDALONE = {"models.registry", "version", "errors", "offline"}  # import nothing from the package at all
 
 
 def module_name(path: Path) -> str:
@@ -146,9 +146,7 @@ def test_subcommand_modules_never_import_the_cli_package():
         assert f"{PACKAGE}.cli" not in EDGES[module], module
 
 
-# Modules outside cli/ that still import it. ray_scan keeps its command-line half (cmd_scan_ray, add_ray_options)
-# until it moves into cli/scan.py (issue 25 item 1, the scan part).
-CLI_IMPORTERS_LEFT = {"deepfake_core.scan.ray_scan"}
+CLI_IMPORTERS_LEFT: set[str] = set()  # none: ray_scan's command-line half is in cli/scan.py
 
 
 def test_only_the_command_line_imports_the_cli():

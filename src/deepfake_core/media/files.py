@@ -1,11 +1,13 @@
 """The media files this package takes, by extension: one list for every front end (the commands' folder walk,
-the page's upload box, the training data readers). Imports nothing."""
+the page's upload box, the training data readers). Imports only errors."""
 
 from __future__ import annotations
 
 import os
 from collections.abc import Iterable, Iterator
 from pathlib import Path
+
+from ..errors import InputError
 
 VIDEO_EXTENSIONS = frozenset({".mp4", ".m4v", ".mov", ".avi", ".mkv", ".webm", ".mpg", ".mpeg", ".wmv", ".flv",
                               ".3gp", ".ts"})
@@ -40,3 +42,12 @@ def iter_media(paths: Iterable[str | os.PathLike]) -> Iterator[Path]:
                         yield Path(root) / f
         else:
             yield p
+
+
+def check_inputs(names: Iterable[str]) -> None:
+    """InputError naming the inputs that do not exist (a mistyped file or folder), before anything loads. A
+    link that leads nowhere exists: its own analysis says what is wrong with it. URLs (s3://...) are not
+    checked here."""
+    missing = [str(name) for name in names if "://" not in str(name) and not os.path.lexists(name)]
+    if missing:
+        raise InputError(f"no such file or folder: {', '.join(missing)}")
