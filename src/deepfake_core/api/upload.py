@@ -1,7 +1,8 @@
 """Streaming a multipart/form-data upload to disk with a size cap checked as the bytes arrive.
 
 The file part goes straight to the job's private folder; the other parts (analysis options) are kept as
-short strings. Over the cap the partial file is deleted and UploadError(413) raised: nothing is kept.
+short strings. Over the cap the partial file is deleted and UploadError(413) raised: nothing is kept. A body
+that ends before its closing boundary is 400 `incomplete_upload`: the file in it may be cut off.
 """
 
 from __future__ import annotations
@@ -11,17 +12,18 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from python_multipart.multipart import MultipartParser, parse_options_header
+from python_multipart.multipart import MultipartParser, MultipartState, parse_options_header
+
+from .errors import ApiError
 
 FILE_FIELD = "file"  # the form field holding the video
 MAX_FIELD_BYTES = 4096  # an option's value
 MAX_FIELDS = 32
+MAX_BOUNDARY = 200  # characters (RFC 2046 allows 70; clients use ~40)
 
 
-class UploadError(Exception):
-    def __init__(self, status: int, code: str, message: str):
-        super().__init__(message)
-        self.status, self.code, self.message = status, code, message
+class UploadError(ApiError):
+    """A body that is not a well-formed upload (400), or too big (413)."""
 
 
 @dataclass
@@ -47,6 +49,9 @@ async def receive_multipart(chunks: AsyncIterator[bytes], content_type: str, fol
     boundary = params.get(b"boundary")
     if not boundary:
         raise UploadError(400, "bad_request", "multipart/form-data without a boundary")
+    if len(boundary) > MAX_BOUNDARY:
+        raise UploadError(400, "bad_request", f"the multipart boundary is {len(boundary)} characters long; at most "
+                                              f"{MAX_BOUNDARY} are accepted")
     upload = Upload()
     state: dict = {"headers": {}, "field": b"", "value": b"", "name": None, "file": None, "data": None}
 
@@ -97,20 +102,24 @@ async def receive_multipart(chunks: AsyncIterator[bytes], content_type: str, fol
             state["data"] = None
         state["headers"] = {}
 
-    parser = MultipartParser(boundary, {
-        "on_header_field": on_header_field, "on_header_value": on_header_value, "on_header_end": on_header_end,
-        "on_headers_finished": on_headers_finished, "on_part_data": on_part_data, "on_part_end": on_part_end,
-    })
+    received = 0
     try:
+        parser = MultipartParser(boundary, {
+            "on_header_field": on_header_field, "on_header_value": on_header_value, "on_header_end": on_header_end,
+            "on_headers_finished": on_headers_finished, "on_part_data": on_part_data, "on_part_end": on_part_end,
+        })
         async for chunk in chunks:
-            if chunk:
-                parser.write(chunk)
+            received += len(chunk)
+            parser.write(chunk)
         parser.finalize()
-    except UploadError:
+    except ApiError:  # ours, and the body clock's (408, a client gone)
         raise
     except Exception as e:  # python-multipart's parse errors
         raise UploadError(400, "bad_request", f"malformed multipart/form-data body ({e})") from e
     finally:
         if state["file"] is not None:
             state["file"].close()
+    if received and parser.state != MultipartState.END:
+        raise UploadError(400, "incomplete_upload", "the multipart body ended before its closing boundary: the "
+                                                    "upload was cut off. Send the whole file again")
     return upload
