@@ -90,7 +90,7 @@ def test_stalled_uploads_hold_no_queue_place_and_are_cut_off(lite_detector, face
     one gets 408 upload_timeout once the grace has passed, its partial file removed."""
     data = face_video.read_bytes()
     body = multipart(data)
-    with live_server(lite_detector, workers=1, queue_size=1, body_clock=clock(3.0, 5_000)) as (app, port):
+    with live_server(lite_detector, workers=1, queue_size=1, body_clock=clock(5.0, 5_000)) as (app, port):
         slow = [stalled(port, request_head(len(body)) + body[:1000]) for _ in range(2)]
         slow.append(stalled(port, request_head(len(body))))  # headers, then nothing
         with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=ANSWER_S) as client:
