@@ -30,19 +30,13 @@ WAIT_POLL_S = 0.05
 
 
 def settings_for(options: dict, detector):
-    """(AnalysisSettings, notes for the report) as `deepfake-detect analyze` makes them: the options given,
-    the models folder's calibration for the calibrated values not given (unless no_calibration)."""
-    from types import SimpleNamespace
-
-    from ..cli.common import calibrated_settings
-
+    """(AnalysisSettings, notes for the report) by the library's rule, as `deepfake-detect analyze` makes them
+    (`Detector.resolve_settings`): the options given, the models folder's calibration (unless no_calibration)."""
     try:
-        settings = AnalysisSettings(**{k: options[k] for k in SETTING_OPTIONS if k in options})
+        return detector.resolve_settings({k: options[k] for k in SETTING_OPTIONS if k in options},
+                                         use_calibration=not options.get("no_calibration", False))
     except SettingsError as e:
         raise ApiError(400, "bad_settings", str(e)) from e
-    args = SimpleNamespace(no_calibration=options.get("no_calibration", False),
-                           **{k: options.get(k) for k in ("audio_temperature", "video_temperature", "threshold")})
-    return calibrated_settings(args, settings, detector)
 
 
 async def from_upload(request: Request, service: AnalysisService, config: ApiConfig, query: dict) -> tuple[Job, bool]:
