@@ -18,7 +18,7 @@ LAYERS: list[tuple[str, set[str]]] = [
     ("settings, limits, model files", {"settings", "limits", "download", "model_files", "calibration"}),
     ("media, models, fusion, report", {"video", "audio", "speech", "faces", "tracking", "models", "fusion", "report",
                                        "runtime", "ov_runtime", "batchnorm", "checkpoints", "explain", "context",
-                                       "prefetch", "timeline", "res10_post", "res10_net", "res10_ov"}),
+                                       "prefetch", "timeline", "res10_post", "res10_net", "res10_ov", "truncation"}),
     ("loading and analysis", {"pipeline", "analysis", "audio_stage", "face_stage", "convert", "weights", "load"}),
     ("training", {"train.*"}),
     ("front ends", {"", "__main__", "cli.*", "api.*", "webapp.*", "serve", "ray_scan"}),

@@ -13,13 +13,14 @@ from __future__ import annotations
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from fastapi.exceptions import RequestValidationError
 from starlette.concurrency import run_in_threadpool
 
 from ..version import __version__
 from . import analyses, probes
 from .config import ApiConfig, load_api_keys
 from .errors import ApiError, CatchAll, add_error_handlers, error_response
-from .options import OTHER_OPTIONS, SETTING_OPTIONS, parse_options
+from .options import OTHER_OPTIONS, SETTING_OPTIONS, parse_options, validation_error
 from .service import AnalysisService
 
 __all__ = ["ApiConfig", "ApiError", "OTHER_OPTIONS", "SETTING_OPTIONS", "create_app", "error_response",
@@ -72,6 +73,7 @@ def create_app(detector, config: ApiConfig | None = None) -> FastAPI:
     app = FastAPI(title="Deepfake Detector API", version=__version__, lifespan=lifespan, description=DESCRIPTION)
     app.state.service, app.state.config = service, config
     add_error_handlers(app)
+    app.add_exception_handler(RequestValidationError, validation_error)  # type: ignore[arg-type]
     app.add_middleware(CatchAll)
     app.add_middleware(Counting, service=service)  # outermost: it sees the catch-all's 500s too
     app.include_router(probes.router)

@@ -1,6 +1,6 @@
 """The API's one error shape, {"error": {"code": ..., "message": ...}}, and the handlers that give it to every
-failure: our own ApiError, Starlette's 404/405, FastAPI's validation errors, and anything unexpected (500 with
-an id the log line carries; the traceback goes to the log once, never to the client)."""
+failure: our own ApiError, Starlette's 404/405, and anything unexpected (500 with an id the log line carries; the
+traceback goes to the log once, never to the client). FastAPI's validation errors: options.validation_error."""
 
 from __future__ import annotations
 
@@ -9,7 +9,6 @@ import logging
 import uuid
 
 from fastapi import FastAPI, Request
-from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -46,27 +45,9 @@ async def _http_error(request: Request, e: StarletteHTTPException) -> JSONRespon
                           getattr(e, "headers", None))
 
 
-async def _validation_error(request: Request, e: RequestValidationError) -> JSONResponse:
-    first = e.errors()[0] if e.errors() else {}
-    if first.get("loc", ("",))[0] == "query":  # the options in the query string (options.AnalysisOptions)
-        return error_response(400, "bad_option", _query_message(first))
-    where = ".".join(str(p) for p in first.get("loc", ()))
-    return error_response(400, "bad_request", f"{where}: {first.get('msg', 'invalid request')}")
-
-
-def _query_message(first: dict) -> str:
-    from .options import OTHER_OPTIONS, SETTING_OPTIONS
-
-    if first.get("type") == "extra_forbidden":
-        return f"unknown option {first['loc'][-1]!r}; the options are {', '.join(SETTING_OPTIONS + OTHER_OPTIONS)}"
-    error = (first.get("ctx") or {}).get("error")
-    return str(error) if error is not None else f"{first['loc'][-1]}: {first.get('msg', 'invalid value')}"
-
-
 def add_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(ApiError, _api_error)  # type: ignore[arg-type]
     app.add_exception_handler(StarletteHTTPException, _http_error)  # type: ignore[arg-type]
-    app.add_exception_handler(RequestValidationError, _validation_error)  # type: ignore[arg-type]
 
 
 class CatchAll:

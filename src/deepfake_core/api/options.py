@@ -8,10 +8,13 @@ import dataclasses
 from functools import partial
 from typing import Annotated, Any, Optional, Union
 
+from fastapi import Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
 from pydantic import BeforeValidator, ConfigDict, Field, ValidationError, create_model
 
 from ..settings import AnalysisSettings, help_text, value_type
-from .errors import ApiError
+from .errors import ApiError, error_response
 
 # AnalysisSettings fields a request may give; their types and help come from the fields (settings.py).
 SETTING_OPTIONS = ("fusion", "threshold", "audio_temperature", "video_temperature", "frame_skip", "max_samples",
@@ -110,11 +113,20 @@ def parse_options(given: dict) -> dict:
     return {k: v for k, v in parsed.model_dump(exclude_unset=True).items() if v is not None}
 
 
-def option_message(e: ValidationError) -> str:
+def option_message(e: ValidationError | RequestValidationError) -> str:
     """The first error in words: our own converters' messages, or the unknown option's name."""
     first = e.errors()[0]
     if first["type"] == "extra_forbidden":
         return f"unknown option {first['loc'][-1]!r}; the options are {', '.join(SETTING_OPTIONS + OTHER_OPTIONS)}"
-    error = first.get("ctx", {}).get("error")
-    return str(error) if error is not None else f"{'.'.join(map(str, first['loc']))}: {first['msg']}"
+    error = (first.get("ctx") or {}).get("error")
+    return str(error) if error is not None else f"{first['loc'][-1]}: {first.get('msg', 'invalid value')}"
+
+
+async def validation_error(request: Request, e: RequestValidationError) -> JSONResponse:
+    """FastAPI's checks: the query string's options (AnalysisOptions) are 400 bad_option, the rest bad_request."""
+    first = e.errors()[0] if e.errors() else {}
+    if first.get("loc", ("",))[0] == "query":
+        return error_response(400, "bad_option", option_message(e))
+    where = ".".join(str(p) for p in first.get("loc", ()))
+    return error_response(400, "bad_request", f"{where}: {first.get('msg', 'invalid request')}")
 
