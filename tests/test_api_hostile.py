@@ -254,3 +254,15 @@ def test_an_unexpected_error_is_a_500_with_an_id_and_one_logged_traceback(caplog
     logged = [rec for rec in caplog.records if rec.exc_info is not None]
     assert len(logged) == 1 and error["id"] in logged[0].getMessage()
     assert 'status="500"' in app.state.service.metrics.exposition().decode()
+
+
+def test_the_body_clock_options(tmp_path, capsys):
+    from deepfake_core.cli import build_parser, main
+    from deepfake_core.cli.api import config_from_args
+
+    args = build_parser().parse_args(["api", "--body-grace", "5", "--body-min-rate", "20", "--body-deadline", "60"])
+    assert config_from_args(args).body_clock == clock(5.0, 20_000, 60.0)
+    defaults = config_from_args(build_parser().parse_args(["api"])).body_clock
+    assert (defaults.grace_s, defaults.min_rate, defaults.deadline_s) == (30.0, 50_000.0, 900.0)
+    assert main(["api", "--body-min-rate", "0", "--models-dir", str(tmp_path)]) == 2
+    assert "--body-min-rate must be above 0" in capsys.readouterr().err
