@@ -183,7 +183,7 @@ def test_cut_off_media_uploads_are_refused(lite_detector, whole_clips):
 
     asyncio.run(scenario())
     from deepfake_core.errors import TruncatedMedia
-    from deepfake_core.truncation import check_complete
+    from deepfake_core.media.truncation import check_complete
 
     with pytest.raises(TruncatedMedia):  # the library's check, as the API uses it
         check_complete_bytes(check_complete, whole_clips["faststart.mp4"][:-40_000])

@@ -96,7 +96,7 @@ def test_the_hook_sees_forked_and_spawned_children(tmp_path):
     assert len({line.split()[0] for line in attempts}) == 2  # two processes, neither the parent
 
 
-@pytest.mark.parametrize("module", ["deepfake_core.ov_runtime", "deepfake_core.res10_ov"])
+@pytest.mark.parametrize("module", ["deepfake_core.models.ov_runtime", "deepfake_core.faces.res10_ov"])
 def test_importing_the_openvino_runtime_reaches_no_network(tmp_path, module):
     """A library user who never calls configure_process: importing OpenVINO starts its telemetry (a forked
     child looking up www.google-analytics.com) unless the package stops it first."""

@@ -105,8 +105,8 @@ def _inside(root: Path, name: str) -> Path:
 
 async def _check(path: Path, settings: AnalysisSettings, complete: bool) -> None:
     """What cannot be analysed is refused now, as analyze refuses it; an upload must also be whole."""
-    from ..truncation import check_complete
-    from ..video import probe
+    from ..media.truncation import check_complete
+    from ..media.video import probe
 
     try:
         if complete:

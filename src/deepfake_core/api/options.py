@@ -34,7 +34,7 @@ def parse_bool(name: str, value: Any) -> bool:
 
 def parse_explain(value: Any) -> int:
     """explain=true -> the default number of faces, explain=N -> N, explain=false -> 0."""
-    from ..explain import DEFAULT_TOP_K, MAX_TOP_K
+    from ..analysis.explain import DEFAULT_TOP_K, MAX_TOP_K
 
     if isinstance(value, bool) or str(value).strip().lower() in TRUE + FALSE:
         return DEFAULT_TOP_K if parse_bool("explain", value) else 0

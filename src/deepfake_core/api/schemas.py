@@ -7,7 +7,7 @@ from typing import Literal, Optional
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from ..report import AudioWindow, ModalityResult, TimelineRow, Track
+from ..analysis.report import AudioWindow, ModalityResult, TimelineRow, Track
 from .errors import ErrorBody
 
 Status = Literal["queued", "running", "done", "failed", "cancelled"]

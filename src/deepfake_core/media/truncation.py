@@ -9,7 +9,7 @@ from __future__ import annotations
 import struct
 from pathlib import Path
 
-from .errors import TruncatedMedia
+from ..errors import TruncatedMedia
 
 MP4_TOP_BOXES = {b"ftyp", b"moov", b"mdat", b"free", b"skip", b"wide", b"uuid", b"moof", b"mfra", b"meta", b"pdin",
                  b"styp", b"sidx", b"prft", b"emsg", b"pnot", b"junk"}

@@ -21,8 +21,8 @@ import numpy as np
 import torch
 
 from .batchnorm import fold_batchnorm
-from .offline import import_openvino
-from .version import __version__
+from ..offline import import_openvino
+from ..version import __version__
 
 CACHE_ENV = "DEEPFAKE_OPENVINO_CACHE"  # folder for converted models (default: the per-user cache)
 ov = import_openvino()  # its telemetry off first (offline.py)
