@@ -3,6 +3,7 @@
 DeepfakeError
 ├── InputError            the media cannot be analysed (exit code 2)
 │   ├── UnreadableMedia   empty, corrupt, truncated or not a media file
+│   │   └── TruncatedMedia the container declares more bytes than the file holds (a cut-off copy or upload)
 │   ├── NoVideoStream     audio-only file
 │   ├── MediaTooLarge     over a configured size, duration or frame-size limit
 │   └── AnalysisTimeout   the analysis ran past its wall-clock budget
@@ -31,6 +32,10 @@ class InputError(DeepfakeError):
 
 class UnreadableMedia(InputError):
     pass
+
+
+class TruncatedMedia(UnreadableMedia):
+    """An MP4/MOV or Matroska/WebM file shorter than its own structure says: the copy or upload was cut off."""
 
 
 class NoVideoStream(InputError):
