@@ -189,3 +189,21 @@ def test_every_report_field_reaches_the_json_or_is_display_only():
     display_only = {"thumbnails"}  # images for the page, never in the JSON
     assert fields - display_only <= written, sorted(fields - display_only - written)
     assert written - fields == {"explanation"}, sorted(written - fields)  # the one derived key (a property)
+
+
+def all_parsers(parser: argparse.ArgumentParser, name: str = "deepfake-detect"):
+    yield name, parser
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for word, sub in action.choices.items():
+                yield from all_parsers(sub, f"{name} {word}")
+
+
+def test_every_cli_option_is_documented():
+    text = "\n".join(p.read_text() for p in [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))])
+    undocumented = [f"{name} {option}" for name, parser in all_parsers(build_parser())
+                    for action in parser._actions for option in action.option_strings
+                    if option.startswith("--") and option != "--help"
+                    and not re.search(re.escape(option) + r"(?![\w-])", text)]
+    assert not undocumented, ("options no page mentions: add them to the command's synopsis in docs/ "
+                              f"(cli.md, models.md, training.md, ...): {undocumented}")
