@@ -47,7 +47,8 @@ def test_the_readme_and_the_cli_page_have_runnable_blocks():
     assert {"README.md", "cli.md", "models.md"} <= marked, marked
     # a marker that is not followed by a shell block is a typo, not a test
     for page in PAGES:
-        assert page.read_text().count(RUNNABLE) == sum(r for _, _, r in shell_blocks(page)), page.name
+        markers = sum(line.strip() == RUNNABLE for line in page.read_text().splitlines())
+        assert markers == sum(r for _, _, r in shell_blocks(page)), page.name
 
 
 @pytest.fixture(scope="module")
