@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import importlib
 import os
 import re
 import shutil
@@ -208,3 +209,26 @@ def test_every_cli_option_is_documented():
                     and not re.search(re.escape(option) + r"(?![\w-])", text)]
     assert not undocumented, ("options no page mentions: add them to the command's synopsis in docs/ "
                               f"(cli.md, models.md, training.md, ...): {undocumented}")
+
+
+# -- names of the library ---------------------------------------------------------------------------------------
+def resolves(dotted: str) -> bool:
+    """Whether `deepfake_core.a.b.c` is a module, or an attribute reached from the longest importable prefix."""
+    parts = dotted.split(".")
+    for i in range(len(parts), 0, -1):
+        try:
+            obj = importlib.import_module(".".join(parts[:i]))
+        except ImportError:
+            continue
+        for attribute in parts[i:]:
+            if not hasattr(obj, attribute):
+                return False
+            obj = getattr(obj, attribute)
+        return True
+    return False
+
+
+def test_every_documented_library_name_exists():
+    wrong = [f"{page.relative_to(ROOT)}: {name}" for page in PAGES
+             for name in sorted(set(re.findall(r"deepfake_core(?:\.\w+)+", page.read_text()))) if not resolves(name)]
+    assert not wrong, "\n".join(wrong)
