@@ -27,8 +27,8 @@ from deepfake_core import AnalysisSettings, Detector  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from deepfake_core.cli.files import iter_videos  # noqa: E402
-from deepfake_core.models import build_audio_model, build_video_model  # noqa: E402
-from deepfake_core.registry import FACE_CAFFEMODELS, FACE_PROTOTXT  # noqa: E402
+from deepfake_core.models.networks import build_audio_model, build_video_model  # noqa: E402
+from deepfake_core.models.registry import FACE_CAFFEMODELS, FACE_PROTOTXT  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 

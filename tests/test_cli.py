@@ -74,7 +74,7 @@ def test_python_m_and_console_script(original_models, faceless_video):
 
 
 def test_summary_says_whether_the_models_are_the_published_files(capsys, original_models, face_video, monkeypatch):
-    from deepfake_core import registry
+    from deepfake_core.models import registry
 
     assert main(["analyze", str(face_video), "--models-dir", str(original_models), "--max-samples", "2"]) == 0
     out, _ = capsys.readouterr()

@@ -7,8 +7,9 @@ import dataclasses
 import numpy as np
 import pytest
 
-from deepfake_core import AnalysisSettings, registry
-from deepfake_core.report import REASONS, Track
+from deepfake_core import AnalysisSettings
+from deepfake_core.models import registry
+from deepfake_core.analysis.report import REASONS, Track
 from deepfake_core.webapp import present
 
 

@@ -35,7 +35,7 @@ BF16_TOLERANCE = 0.02  # bf16 keeps ~3 significant digits; thread counts change 
 # -- fast: no Ray needed ---------------------------------------------------------------------------------
 def test_importing_and_the_local_scan_do_not_need_ray(tmp_path, original_models, faceless_video):
     code = ("import sys; sys.modules['ray'] = None\n"  # `import ray` now fails as if it were not installed
-            "import deepfake_core, deepfake_core.ray_scan\n"
+            "import deepfake_core, deepfake_core.scan.ray_scan\n"
             "from deepfake_core.cli import main\n"
             f"assert main(['scan', {str(faceless_video)!r}, '--out', {str(tmp_path / 'r.csv')!r}, "
             f"'--models-dir', {str(original_models)!r}, '-q']) == 0\n"
@@ -49,7 +49,7 @@ def test_importing_and_the_local_scan_do_not_need_ray(tmp_path, original_models,
 
 def test_read_done_drops_a_cut_last_line_and_refuses_other_files(tmp_path):
     from deepfake_core.errors import InputError
-    from deepfake_core.ray_scan import read_done
+    from deepfake_core.scan.ray_scan import read_done
 
     jl = tmp_path / "r.jsonl"
     jl.write_text(json.dumps({"path": "/v/a.mp4", "verdict": "REAL"}) + "\n" + '{"path": "/v/b.m')
@@ -195,7 +195,7 @@ def test_ray_scan_of_file_urls_resumes_a_stopped_jsonl(local_ray, clips, origina
 def _scan_killing_the_first_worker(ray, paths, out, max_attempts, models):
     """scan_ray in a thread; SIGKILL the worker process as soon as it starts a file. (summary, killed file)."""
     from deepfake_core import AnalysisSettings, scan_ray
-    from deepfake_core.ray_scan import LEDGER_PREFIX
+    from deepfake_core.scan.ray_scan import LEDGER_PREFIX
 
     result = {}
     thread = threading.Thread(target=lambda: result.setdefault(

@@ -1,6 +1,6 @@
 """Model hubs off for the whole process: an analysis never reaches the network.
 
-Every model is built locally (models.KNOWN_ARCHITECTURES); these variables are a second wall in case a
+Every model is built locally (networks.KNOWN_ARCHITECTURES); these variables are a second wall in case a
 library on the way (timm, huggingface_hub, transformers) would still try to fetch a config or weights.
 `deepfake-detect weights pull` downloads with its own client (download.py) and is not affected.
 """

@@ -81,7 +81,7 @@ def parse_bool(name: str, value) -> bool:
 
 def parse_explain(value) -> int:
     """explain=true -> the default number of faces, explain=N -> N, explain=false -> 0."""
-    from ..explain import DEFAULT_TOP_K, MAX_TOP_K
+    from ..analysis.explain import DEFAULT_TOP_K, MAX_TOP_K
 
     if isinstance(value, bool) or str(value).strip().lower() in ("true", "false", "yes", "no", "on", "off", ""):
         return DEFAULT_TOP_K if parse_bool("explain", value) else 0
@@ -347,7 +347,7 @@ def create_app(detector, config: ApiConfig | None = None) -> FastAPI:
 
     async def _submit(path: Path, name: str, options: dict, folder: Path | None):
         settings, notes = settings_for(options, detector)
-        from ..video import probe
+        from ..media.video import probe
 
         try:  # what cannot be read at all is refused now, as analyze refuses it
             await run_in_threadpool(probe, path, settings)

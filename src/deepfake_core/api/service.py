@@ -266,7 +266,7 @@ class AnalysisService:
                                            display_name=job.name if job.folder is not None else None)
             if job.explain and report.timeline:
                 progress(0.95, "explaining the most suspicious faces")
-                from ..explain import explain_report
+                from ..analysis.explain import explain_report
 
                 explain_report(self.detector, job.path, report, k=job.explain)
             job.report, job.timeline_csv = report.to_dict(), report.timeline_csv()

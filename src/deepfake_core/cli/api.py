@@ -9,8 +9,8 @@ from pathlib import Path
 
 from ..api import DEFAULT_HOST, DEFAULT_MAX_UPLOAD_MB, DEFAULT_PORT, KEYS_ENV, NEEDS
 from ..errors import InputError
-from ..load import load_detector
-from ..serve import check_port
+from ..analysis.load import load_detector
+from ..webapp.server import check_port
 from .common import EXIT_INPUT, add_model_options, detector_options, missing_extra, shown_host
 
 

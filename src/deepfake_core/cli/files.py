@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..errors import InputError
-from ..media_files import AUDIO_EXTENSIONS, VIDEO_EXTENSIONS, is_audio_file, iter_media
+from ..media.files import AUDIO_EXTENSIONS, VIDEO_EXTENSIONS, is_audio_file, iter_media
 
 __all__ = ["AUDIO_EXTENSIONS", "SCAN_FIELDS", "VIDEO_EXTENSIONS", "check_writable", "is_audio_file", "iter_videos",
            "scan_record", "scan_row"]

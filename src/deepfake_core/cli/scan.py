@@ -1,5 +1,5 @@
 """`deepfake-detect scan`: many videos and audio files (folders are walked) into a CSV or JSONL file; on a
-Ray cluster with --ray (ray_scan.py)."""
+Ray cluster with --ray (scan/ray_scan.py)."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ import sys
 from pathlib import Path
 
 from ..errors import InputError
-from ..load import load_detector
-from ..ray_scan import add_ray_options, cmd_scan_ray
+from ..analysis.load import load_detector
+from ..scan.ray_scan import add_ray_options, cmd_scan_ray
 from .common import EXIT_OK, add_analysis_options, detector_options, resolved_settings, settings_from_args
 from .files import SCAN_FIELDS, check_writable, is_audio_file, iter_videos, scan_record
 
@@ -42,7 +42,7 @@ def cmd_scan(args: argparse.Namespace) -> int:
     detector = load_detector(detector_options(args),
                              voice_only=settings.audio_only or all(is_audio_file(v) for v in videos))
     settings, notes = resolved_settings(args, detector)
-    from ..report import FIRST_NOTES
+    from ..analysis.report import FIRST_NOTES
 
     for note in detector.load_notes:  # who judges, when it is not the original model, before any row
         if note.startswith(FIRST_NOTES):

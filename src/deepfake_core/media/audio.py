@@ -14,7 +14,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .errors import UnreadableMedia
+from ..errors import UnreadableMedia
 
 SAMPLE_RATE = 16_000  # Hz
 WINDOW_S = 2.0  # seconds

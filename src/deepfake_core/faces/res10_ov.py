@@ -11,10 +11,10 @@ from pathlib import Path
 import numpy as np
 import openvino as ov
 
-from .ov_runtime import cached, core, trace, version_tag
-from .registry import sha256_file
+from ..models.ov_runtime import cached, core, trace, version_tag
+from ..models.registry import sha256_file
 from .res10_post import detection_output, prior_boxes, read_layers
-from .version import __version__
+from ..version import __version__
 
 SOURCE_FILE = "source.json"
 PRIOR_SIZES = 8  # input sizes whose prior boxes are kept (a video needs one or two)

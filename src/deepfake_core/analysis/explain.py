@@ -23,10 +23,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from .errors import InputError, SettingsError
-from .faces import FaceBox, crop_face
-from .models import FAKE, ModelSpec, face_tensor
-from .video import read_frames
+from ..errors import InputError, SettingsError
+from ..faces.detect import FaceBox, crop_face
+from ..models.networks import FAKE, ModelSpec, face_tensor
+from ..media.video import read_frames
 
 DEFAULT_TOP_K = 4  # faces explained when no k is given
 MAX_TOP_K = 32  # a bound on the work one request can ask for

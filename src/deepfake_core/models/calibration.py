@@ -14,10 +14,10 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .errors import SettingsError
+from ..errors import SettingsError
 
 CALIBRATION_FILE = "calibration.json"
-CALIBRATION_FORMAT = "deepfake_core/calibration/1"
+CALIBRATION_FORMAT = "deepfake_core/models/calibration/1"
 CALIBRATED_FIELDS = ("audio_temperature", "video_temperature", "threshold")
 
 
@@ -76,7 +76,7 @@ def _refuse_constant(name: str):
 
 
 def _check_fields(cal: Calibration) -> None:
-    from .settings import FUSION_STRATEGIES, TEMPERATURE_RANGE, check_choice, check_number
+    from ..settings import FUSION_STRATEGIES, TEMPERATURE_RANGE, check_choice, check_number
 
     for name in ("video_sha256", "audio_sha256"):
         value = getattr(cal, name)

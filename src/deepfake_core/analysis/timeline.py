@@ -7,7 +7,7 @@ from collections import defaultdict
 
 import numpy as np
 
-from .faces import FaceBox, assign_tracks
+from ..faces.detect import FaceBox, assign_tracks
 from .report import FAKE, REAL, ModalityResult, TimelineRow, Track
 
 FaceRow = tuple[int, float, FaceBox]  # (frame index, time in seconds, box) of one scored face
@@ -38,7 +38,7 @@ def modality_result(p_fake: np.ndarray, weights: np.ndarray | None) -> ModalityR
 
 
 def track_ids(rows: list[FaceRow]) -> list[int]:
-    """The track of each face, linking the boxes of consecutive sampled frames (faces.assign_tracks)."""
+    """The track of each face, linking the boxes of consecutive sampled frames (faces/detect.assign_tracks)."""
     per_frame: dict[int, list[int]] = {}
     order = []
     for i, (index, _, _) in enumerate(rows):

@@ -14,8 +14,8 @@ from pathlib import Path
 import av
 import numpy as np
 
-from .errors import MediaTooLarge, NoVideoStream, UnreadableMedia
-from .settings import AnalysisSettings
+from ..errors import MediaTooLarge, NoVideoStream, UnreadableMedia
+from ..settings import AnalysisSettings
 
 # Demuxers that hold a single picture rather than a video.
 _IMAGE_FORMATS = {"image2", "image2pipe"}

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import ChecksumMismatch, DownloadError, SettingsError
+from ..errors import ChecksumMismatch, DownloadError, SettingsError
 from .registry import megabytes
 
 # (file name, bytes done, bytes in all) -> None; called as a download progresses.

@@ -10,8 +10,8 @@ import torch
 from PIL import Image
 from torch import nn
 
-from .errors import CheckpointError
-from .offline import hub_offline
+from ..errors import CheckpointError
+from ..offline import hub_offline
 
 # The architectures a model file may name (the "architecture" field of its metadata): timm builds each of
 # them locally, from code, with pretrained=False. Nothing else is ever built: a hub name ("hf-hub:org/name",

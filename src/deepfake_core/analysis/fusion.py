@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .settings import FUSION_STRATEGIES, check_choice
+from ..settings import FUSION_STRATEGIES, check_choice
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:

@@ -14,13 +14,13 @@ import numpy as np
 import torch
 
 from .context import Context
-from .faces import FaceBox, crop_face
-from .models import face_tensor
+from ..faces.detect import FaceBox, crop_face
+from ..models.networks import face_tensor
 from .prefetch import Background
 from .report import Thumbnail
 from .timeline import FaceRow
-from .tracking import FaceReuse
-from .video import read_frames
+from ..faces.tracking import FaceReuse
+from ..media.video import read_frames
 
 THUMBNAIL_SIDE = 320  # pixels, longest side of a kept thumbnail
 

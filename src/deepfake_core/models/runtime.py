@@ -12,8 +12,8 @@ import torch
 from torch import nn
 
 from .batchnorm import fold_batchnorm
-from .models import is_speech_model
-from .settings import DEVICES, PRECISIONS, RUNTIMES, check_choice
+from .networks import is_speech_model
+from ..settings import DEVICES, PRECISIONS, RUNTIMES, check_choice
 
 
 def pick_device(device: str = "auto") -> torch.device:
@@ -26,7 +26,7 @@ def pick_device(device: str = "auto") -> torch.device:
             return torch.device("mps")
         return torch.device("cpu")
     if device == "cuda" and not torch.cuda.is_available():
-        from .errors import SettingsError
+        from ..errors import SettingsError
 
         raise SettingsError("device 'cuda' was asked for, but PyTorch sees no CUDA GPU (use --device cpu)")
     return torch.device(device)
@@ -99,7 +99,7 @@ def openvino_installed() -> bool:
 def pick_runtime(runtime: str, device: torch.device, compile: bool = False) -> str:
     """"torch" or "openvino". auto: OpenVINO on a CPU when it is installed (and no torch.compile was asked
     for), PyTorch otherwise and on GPUs. An explicit runtime that cannot run here raises, naming the fix."""
-    from .errors import SettingsError
+    from ..errors import SettingsError
 
     check_choice("runtime", runtime, RUNTIMES)
     if runtime == "auto":

@@ -10,13 +10,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 import numpy as np
 
-from .audio import SAMPLE_RATE, AudioStats, audio_chunks, mel_batches, read_audio
+from ..media.audio import SAMPLE_RATE, AudioStats, audio_chunks, mel_batches, read_audio
 from .context import Context
-from .errors import MediaTooLarge, UnreadableMedia
+from ..errors import MediaTooLarge, UnreadableMedia
 from .fusion import softmax
-from .models import is_speech_model
+from ..models.networks import is_speech_model
 from .report import AudioWindow
-from .speech import has_speech, speech_windows
+from ..media.speech import has_speech, speech_windows
 
 NOT_JUDGED = "audio not judged: "  # how a note saying why the audio was not judged begins
 

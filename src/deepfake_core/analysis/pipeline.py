@@ -1,4 +1,4 @@
-"""Detector: loads the models once; analyze(path) turns a video into a Report (the steps: analysis.py)."""
+"""Detector: loads the models once; analyze(path) turns a video into a Report (the steps: run.py)."""
 
 from __future__ import annotations
 
@@ -10,21 +10,21 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .analysis import Analysis
-from .audio import SAMPLE_RATE, WINDOW_S, log_mel
-from .checkpoints import LoadedModel, load_model
+from .run import Analysis
+from ..media.audio import SAMPLE_RATE, WINDOW_S, log_mel
+from ..models.checkpoints import LoadedModel, load_model
 from .context import Progress
-from .errors import CheckpointError
-from .faces import DNN_INPUT, FaceBox, HybridFaceDetector, load_face_detector
+from ..errors import CheckpointError
+from ..faces.detect import DNN_INPUT, FaceBox, HybridFaceDetector, load_face_detector
 from .fusion import AGGREGATIONS
-from .model_files import choose_audio_model, choose_video_model, files_missing, named_models_dir
-from .models import blank_input, is_speech_model
-from .registry import (AUDIO_FILES, AUDIO_MODEL_CARD, BUILTIN_AUDIO_FILE, BUILTIN_VIDEO_FILE, MODEL_CARD,
-                       PULL_COMMAND, VIDEO_FILES, models_dir_candidates, resolve_models_dir)
+from ..models.model_files import choose_audio_model, choose_video_model, files_missing, named_models_dir
+from ..models.networks import blank_input, is_speech_model
+from ..models.registry import (AUDIO_FILES, AUDIO_MODEL_CARD, BUILTIN_AUDIO_FILE, BUILTIN_VIDEO_FILE, MODEL_CARD,
+                               PULL_COMMAND, VIDEO_FILES, models_dir_candidates, resolve_models_dir)
+from ..models.runtime import make_runner, pick_device, pick_precision, pick_runtime
+from ..settings import RUNTIMES, AnalysisSettings, check_choice
+from ..version import __version__
 from .report import BUILTIN_VIDEO_NOTE, Report
-from .runtime import make_runner, pick_device, pick_precision, pick_runtime
-from .settings import RUNTIMES, AnalysisSettings, check_choice
-from .version import __version__
 
 WARMUP_BATCH = 2  # inputs per network in the warm-up pass at load
 GPU_MIN_BATCH = 64  # inputs per forward pass on CUDA, at least (settings.batch_size when larger)
@@ -209,7 +209,7 @@ class Detector:
         settings = self.default_settings(set(given), AnalysisSettings(**given))
         notes: list[str] = []
         if use_calibration and self.video is not None:
-            from .calibration import apply_calibration, find_calibration
+            from ..models.calibration import apply_calibration, find_calibration
 
             calibration, path, note = find_calibration(self.models_dir, self.video.sha256,
                                                        self.audio.sha256 if self.audio is not None else None)

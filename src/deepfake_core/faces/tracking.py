@@ -21,7 +21,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from .faces import FaceBox
+from .detect import FaceBox
 
 REUSE_MAX = 3  # sampled frames in a row that may reuse the boxes; res10 runs at least on every 4th
 SCENE_SIDE = 96  # pixels: the longer side of the grey thumbnail of the whole frame

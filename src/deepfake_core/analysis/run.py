@@ -12,17 +12,17 @@ import numpy as np
 
 from .audio_stage import AudioResult, check_audio_duration, score_audio
 from .context import STAGES, Context, Progress
-from .errors import NoVideoStream, UnreadableMedia
+from ..errors import NoVideoStream, UnreadableMedia
 from .face_stage import FaceScores, frame_faces, score_faces
 from .fusion import fuse, video_p_fake
-from .limits import Deadline
-from .model_files import files_missing
+from ..limits import Deadline
+from ..models.model_files import files_missing
 from .prefetch import Background
-from .registry import VIDEO_FILES
+from ..models.registry import VIDEO_FILES
 from .report import FAKE, NOT_APPLICABLE, REAL, UNCERTAIN, ModalityResult, Report, Thumbnail, TimelineRow
-from .settings import AnalysisSettings
+from ..settings import AnalysisSettings
 from .timeline import match_windows, modality_result, stray, track_ids, tracks
-from .video import probe, sample_indices
+from ..media.video import probe, sample_indices
 
 # Report.reason values the analysis gives (report.REASONS explains each)
 ABSTAINED = "abstained"

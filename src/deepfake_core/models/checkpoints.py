@@ -25,8 +25,8 @@ from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from .errors import CheckpointError
-from .models import ORIGINAL_AUDIO, ORIGINAL_VIDEO, ModelSpec, build_model, check_architecture
+from ..errors import CheckpointError
+from .networks import ORIGINAL_AUDIO, ORIGINAL_VIDEO, ModelSpec, build_model, check_architecture
 from .registry import is_shipped_builtin, pinned_entry, sha256_file
 
 METADATA_FORMAT = "deepfake_core/1"
@@ -58,7 +58,7 @@ class LoadedModel:
 
 def spec_from_metadata(meta: dict, source: str = "the model file") -> ModelSpec | None:
     """The ModelSpec a safetensors file's metadata describes, or None if it names none. An architecture or
-    head outside models.KNOWN_ARCHITECTURES / HEADS raises CheckpointError (nothing is ever fetched)."""
+    head outside networks.KNOWN_ARCHITECTURES / HEADS raises CheckpointError (nothing is ever fetched)."""
     if "architecture" not in meta or "modality" not in meta:
         return None
     check_architecture(meta["architecture"], meta.get("head", "linear"), source)

@@ -33,7 +33,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import DeepfakeError, InputError, ModelFilesMissing, SettingsError, WeightsError
+from ..errors import DeepfakeError, InputError, ModelFilesMissing, SettingsError, WeightsError
 
 RAY_HINT = "pip install 'deepfake-detector[ray]'"
 MAX_ATTEMPTS = 3  # analyses of one file whose worker died before it is recorded as failed
@@ -75,16 +75,16 @@ def add_ray_options(p: argparse.ArgumentParser) -> None:
 
 
 def cmd_scan_ray(args: argparse.Namespace) -> int:
-    from .cli.common import EXIT_OK, detector_options, settings_from_args
-    from .cli.options import given_values
-    from .settings import AnalysisSettings
+    from ..cli.common import EXIT_OK, detector_options, settings_from_args
+    from ..cli.options import given_values
+    from ..settings import AnalysisSettings
 
     settings_from_args(args)  # a bad option is named before Ray starts
     options = detector_options(args)
     if args.models_dir is None or Path(args.models_dir).is_dir():
         # A models folder this machine sees too (a shared one): a missing file is reported here, at once, before
         # Ray starts. A folder only the workers have (baked into their image) is checked by them.
-        from .model_files import find_model_files
+        from ..models.model_files import find_model_files
 
         files = find_model_files(options.models_dir, options.video_model, options.audio_model)
         if files.video_choice == "builtin" and not options.video_model:
@@ -115,7 +115,7 @@ def scan_ray(paths: Iterable[str | os.PathLike], out: str | os.PathLike, setting
     Raises InputError (bad --out, no inputs), SettingsError (Ray missing, bad option) and the errors of
     `Detector.load` (model files missing on the workers).
     """
-    from .load import DetectorOptions
+    from ..analysis.load import DetectorOptions
 
     options = DetectorOptions(models_dir=models_dir, device=device, precision=precision, video_model=video_model,
                               compile=compile)
@@ -158,7 +158,7 @@ def filesystem_for(url: str):
 def list_inputs(paths: Iterable[str]) -> list[tuple[str, str]]:
     """(the path as rows show it, what a worker opens) for each input file, folders walked and sorted like the
     local scan; a local path is opened by its absolute path, a URL as it is. Duplicates are dropped."""
-    from .cli.files import VIDEO_EXTENSIONS, iter_videos
+    from ..cli.files import VIDEO_EXTENSIONS, iter_videos
 
     found: dict[str, str] = {}
     for name in paths:
@@ -212,7 +212,7 @@ def check_out(out: Path) -> None:
 def read_done(out: Path) -> set[str]:
     """The paths already in a results file (error rows included). A last line cut short by a stopped run is
     removed, so that the file takes appended rows."""
-    from .cli.files import SCAN_FIELDS
+    from ..cli.files import SCAN_FIELDS
 
     if not out.is_file() or out.stat().st_size == 0:
         return set()
@@ -241,7 +241,7 @@ class ResultsWriter:
     """Appends rows to the results file, flushing each one (the CSV header once, for a new file)."""
 
     def __init__(self, out: Path):
-        from .cli.files import SCAN_FIELDS
+        from ..cli.files import SCAN_FIELDS
 
         out.parent.mkdir(parents=True, exist_ok=True)
         new = not out.is_file() or out.stat().st_size == 0
@@ -288,8 +288,8 @@ class Analyser:
     """One actor of the pool: loads the models once, then turns batches of files into rows (JSON strings)."""
 
     def __init__(self, options, given, use_calibration: bool, jsonl: bool, ledger, max_attempts: int):
-        from .load import load_detector
-        from .process import configure_process
+        from ..analysis.load import load_detector
+        from ..process import configure_process
 
         configure_process()  # a Ray worker is a process of its own: before its models load
 
@@ -310,7 +310,7 @@ class Analyser:
     def row(self, key: str, source: str) -> dict:
         import ray
 
-        from .cli.files import scan_record
+        from ..cli.files import scan_record
 
         try:
             attempt = ray.get(self.ledger.start.remote(key, os.getpid()))

@@ -13,9 +13,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from .errors import CheckpointError
-from .model_files import installed_model_file
-from .registry import FACE_CAFFEMODELS, FACE_PROTOTXT
+from ..errors import CheckpointError
+from ..models.model_files import installed_model_file
+from ..models.registry import FACE_CAFFEMODELS, FACE_PROTOTXT
 
 DNN_INPUT = 300  # pixels: res10 SSD's training input side; frames are resized to this shorter side
 DNN_MEAN = (104.0, 177.0, 123.0)  # BGR mean subtracted by the res10 SSD

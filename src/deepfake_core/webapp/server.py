@@ -12,7 +12,7 @@ import argparse
 import os
 import socket
 
-from .errors import InputError
+from ..errors import InputError
 
 DEFAULT_PORT = 8501
 DEFAULT_HOST = "127.0.0.1"  # this machine only; --host 0.0.0.0 serves the network (the Docker image does)

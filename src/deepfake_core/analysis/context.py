@@ -10,9 +10,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .limits import Deadline
-from .settings import AnalysisSettings
-from .video import DecodeStats, MediaInfo
+from ..limits import Deadline
+from ..settings import AnalysisSettings
+from ..media.video import DecodeStats, MediaInfo
 
 Progress = Callable[[float, str], None]  # (fraction done, what is being done)
 STAGES = ("probe_decode", "face_detection", "crop_preprocess", "video_model", "audio_decode_mel",

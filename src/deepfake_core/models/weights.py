@@ -17,9 +17,9 @@ from pathlib import Path
 
 from . import registry
 from .download import DownloadOptions, Notes, ProgressCallback, ResumableDownload
-from .errors import ChecksumMismatch, DownloadError, SettingsError, WeightsError
+from ..errors import ChecksumMismatch, DownloadError, SettingsError, WeightsError
 from .registry import MIRROR_ENV, MODELS_DIR_ENV, WeightsFile, megabytes, resolve_models_dir, sha256_file
-from .version import __version__
+from ..version import __version__
 
 OK, MISSING, CORRUPT = "ok", "missing", "corrupt"
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
-from .settings import DEVICES, PRECISIONS, RUNTIMES, check_choice
+from ..settings import DEVICES, PRECISIONS, RUNTIMES, check_choice
 
 
 @dataclass(frozen=True)
@@ -47,7 +47,7 @@ def load_detector(options: DetectorOptions | None = None, voice_only: bool = Fal
     WeightsError (exit 3) or SettingsError."""
     options = options or DetectorOptions()
     if not voice_only:
-        from .model_files import find_model_files
+        from ..models.model_files import find_model_files
 
         # Missing or unreadable files are reported before the pipeline imports PyTorch (seconds)
         find_model_files(options.models_dir, options.video_model)

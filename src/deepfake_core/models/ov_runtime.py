@@ -22,7 +22,7 @@ import openvino as ov
 import torch
 
 from .batchnorm import fold_batchnorm
-from .version import __version__
+from ..version import __version__
 
 CACHE_ENV = "DEEPFAKE_OPENVINO_CACHE"  # folder for converted models (default: the per-user cache)
 SOURCE_FILE = "source.json"  # in each cache entry: what it was converted from
