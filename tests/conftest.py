@@ -16,7 +16,10 @@ import numpy as np
 import pytest
 import torch
 
+from deepfake_core.offline import no_telemetry
 from deepfake_core.train.demo import encode_mono
+
+no_telemetry()  # tests that import openvino themselves (importorskip) send no usage event either
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_MODELS = Path(os.environ.get("DEEPFAKE_TEST_FACE_MODELS", ROOT.parent / "shared" / "models"))

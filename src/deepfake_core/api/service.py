@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import (CheckpointError, DeepfakeError, InputError, MediaTooLarge, NoVideoStream, SettingsError,
-                      UnreadableMedia, WeightsError)
+                      TruncatedMedia, UnreadableMedia, WeightsError)
 
 log = logging.getLogger("deepfake_core.api")
 
@@ -28,9 +28,10 @@ TEMP_PREFIX = "deepfake-api-"  # the private folder under $TMPDIR holding the up
 
 def error_code(e: BaseException) -> str:
     """A stable machine-readable code for an error the library raises."""
-    for cls, code in ((UnreadableMedia, "unreadable_media"), (NoVideoStream, "no_video_stream"),
-                      (MediaTooLarge, "media_too_large"), (SettingsError, "bad_settings"),
-                      (InputError, "bad_input"), (CheckpointError, "model_error"), (WeightsError, "model_error")):
+    for cls, code in ((TruncatedMedia, "truncated_media"), (UnreadableMedia, "unreadable_media"),
+                      (NoVideoStream, "no_video_stream"), (MediaTooLarge, "media_too_large"),
+                      (SettingsError, "bad_settings"), (InputError, "bad_input"), (CheckpointError, "model_error"),
+                      (WeightsError, "model_error")):
         if isinstance(e, cls):
             return code
     return "internal"

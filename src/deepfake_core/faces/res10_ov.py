@@ -9,9 +9,8 @@ from collections import OrderedDict
 from pathlib import Path
 
 import numpy as np
-import openvino as ov
 
-from ..models.ov_runtime import cached, core, trace, version_tag
+from ..models.ov_runtime import cached, core, ov, trace, version_tag  # ov: imported with its telemetry off
 from ..models.registry import sha256_file
 from .res10_post import detection_output, prior_boxes, read_layers
 from ..version import __version__

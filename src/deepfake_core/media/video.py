@@ -106,13 +106,29 @@ def check_exists(path: str | os.PathLike) -> None:
         return
     except OSError as e:
         if e.errno == errno.ELOOP:
-            raise UnreadableMedia(f"{p} is a symbolic link loop (it points back to itself): link it to the "
-                                  f"real file") from e
+            raise UnreadableMedia(f"{p} is a symbolic link loop ({link_chain(p)}): link it to the real file") from e
         if os.path.islink(p):
             raise UnreadableMedia(f"{p} is a symbolic link to {os.readlink(p)}, which does not exist") from e
         if e.errno in (errno.ENOENT, errno.ENOTDIR):
             raise UnreadableMedia(f"no such file: {p}") from e
         raise UnreadableMedia(f"cannot read {p}: {e.strerror or e}") from e
+
+
+def link_chain(path: Path, limit: int = 40) -> str:
+    """The links `path` passes through until one repeats: "a -> b -> a" (a link to itself: "a -> a")."""
+    chain, seen, current = [str(path)], set(), path
+    while len(chain) <= limit:
+        try:
+            target = os.readlink(current)
+        except OSError:  # not a link: the loop is in a folder on its way
+            return " -> ".join(chain) + " (a folder on its way loops)"
+        current = current.parent / target
+        key = os.path.normpath(os.path.abspath(current))
+        chain.append(target)
+        if key in seen or key == os.path.normpath(os.path.abspath(path)):
+            return " -> ".join(chain)
+        seen.add(key)
+    return " -> ".join(chain[:3]) + f" -> ... (more than {limit} links)"
 
 
 def check_pixels(width: int, height: int, settings_or_limit, name: str, decoded: bool = False) -> None:

@@ -18,13 +18,15 @@ import warnings
 from pathlib import Path
 
 import numpy as np
-import openvino as ov
 import torch
 
 from .batchnorm import fold_batchnorm
+from ..offline import import_openvino
 from ..version import __version__
 
 CACHE_ENV = "DEEPFAKE_OPENVINO_CACHE"  # folder for converted models (default: the per-user cache)
+ov = import_openvino()  # its telemetry off first (offline.py)
+
 SOURCE_FILE = "source.json"  # in each cache entry: what it was converted from
 
 

@@ -1,122 +1,97 @@
-"""`scan` on a Ray cluster: `deepfake-detect scan PATH... --out FILE --ray [auto|ADDRESS]` and `scan_ray()`.
+"""`scan` on a Ray cluster: `scan_ray()`, which `deepfake-detect scan PATH... --out FILE --ray` runs (cli/scan.py).
 
 Ray Data reads the list of files (one block per file) and an actor pool of analysers runs them: each actor loads
-the models once, then analyses one file per call, exactly as the local scan does (`cli/files.scan_record` makes the
-rows of both). The driver writes each row as it arrives and flushes it, so the output file is the checkpoint:
-a re-run with the same --out skips the files already in it.
+the models once, then analyses one file per call, exactly as the local scan does (`scan.results.scan_record`
+makes the rows of both). The driver writes each row as it arrives (`scan.results.ResultsFile`: one synced line
+per row), so the output file is the checkpoint: a re-run with the same --out skips the files already in it.
 
-A worker that dies (killed, out of memory, a crashing decoder) is restarted by Ray and its file is retried; a
-ledger actor counts the attempts per file, and a file whose worker died `max_attempts` times is recorded as
-failed (WorkerDied) instead of being retried for ever.
+A worker that dies (killed, out of memory, a crashing decoder, its node lost) is restarted by Ray, on another
+node when its own is gone, and its file is retried; a ledger actor on the driver's node counts the attempts per
+file (ScanSummary.retried_files), and a file whose worker died `max_attempts` times is recorded as failed
+(WorkerDied) instead of being retried for ever.
 
 Inputs are local or shared (NFS) paths, which every worker must see at the same path, or URLs of a filesystem
 pyarrow knows (s3://, gs://, hdfs://, file://) or fsspec does (with its package installed): the worker copies a
 URL's file into a temporary folder, analyses it and removes it.
 
-Ray is the optional `ray` extra; nothing here imports it before a scan starts.
+Ray is the optional `ray` extra; nothing here imports it before a scan starts. A local Ray started for a scan is
+shut down after it and its session folder removed.
 """
 
 from __future__ import annotations
 
-import argparse
 import contextlib
-import csv
+import dataclasses
 import json
 import logging
 import os
 import shutil
-import sys
 import tempfile
+import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import DeepfakeError, InputError, ModelFilesMissing, SettingsError, WeightsError
+from ..errors import DeepfakeError, InputError, SettingsError
+from ..media.files import MEDIA_EXTENSIONS, check_inputs, iter_media
+from .results import ResultsFile, ScanSummary, scan_record
+
+__all__ = ["MAX_ATTEMPTS", "RAY_HINT", "ScanSummary", "WorkerDied", "import_ray", "scan_ray"]
 
 RAY_HINT = "pip install 'deepfake-detector[ray]'"
 MAX_ATTEMPTS = 3  # analyses of one file whose worker died before it is recorded as failed
 LEDGER_PREFIX = "deepfake-scan-ledger-"  # name of the attempts ledger actor (one per scan)
 COPY_CHUNK = 1 << 20  # bytes per read when a worker copies a URL's file
+HOLD_ENV = "DEEPFAKE_SCAN_TEST_HOLD"  # tests only (test_ray_cluster.py): a folder where first attempts wait
+HOLD_LIMIT_S = 900  # the longest a held attempt waits for the folder's "release" file
 
 
 class WorkerDied(DeepfakeError):
     """The worker analysing a file died `max_attempts` times; the file is recorded as failed."""
 
 
-@dataclass(frozen=True)
-class ScanSummary:
-    out: Path  # the results file
-    total: int  # input files found
-    skipped: int  # already in the results file (resumed)
-    analysed: int  # rows written by this run without an error
-    errors: int  # rows written by this run with an error (broken files, workers that kept dying)
-    retried: int = 0  # files analysed again after their worker died
+class WorkerLoadError(DeepfakeError):
+    """A worker could not load the models (a models folder or file missing or unreadable on it): its message and
+    exit code, passed to the driver as a record (Ray keeps only the text of an error raised while an actor starts)."""
+
+    def __init__(self, message: str, exit_code: int = 3):
+        super().__init__(message)
+        self.exit_code = exit_code
 
 
-# -- options ---------------------------------------------------------------------------------------------
-def add_ray_options(p: argparse.ArgumentParser) -> None:
-    """The --ray options of `scan` (they import nothing)."""
-    g = p.add_argument_group("Ray cluster (needs the ray extra: " + RAY_HINT + ")")
-    g.add_argument("--ray", nargs="?", const="auto", default=None, metavar="auto|ADDRESS",
-                   help="analyse on Ray: auto (the cluster this machine belongs to, else a local Ray started for "
-                        "the scan) or a cluster address (HOST:6379, ray://HOST:10001); re-running with the same "
-                        "--out skips the files already in it")
-    g.add_argument("--ray-workers", type=int, default=1, metavar="N",
-                   help="analysers in the pool, each loading the models once (default: 1)")
-    g.add_argument("--ray-gpus-per-worker", type=float, default=0.0, metavar="X",
-                   help="GPUs each analyser reserves; 0 runs on CPUs (default: 0)")
-    g.add_argument("--ray-cpus-per-worker", type=float, default=1.0, metavar="X",
-                   help="CPUs each analyser reserves, and the threads its networks use (default: 1)")
-    g.add_argument("--ray-max-attempts", type=int, default=MAX_ATTEMPTS, metavar="N",
-                   help=f"analyses of a file whose worker died before it is recorded as failed "
-                        f"(default: {MAX_ATTEMPTS})")
-
-
-def cmd_scan_ray(args: argparse.Namespace) -> int:
-    from ..cli.common import EXIT_OK, settings_from_args
-
-    options = {name: getattr(args, name, None) for name in (
-        "models_dir", "device", "precision", "video_model", "compile", "no_calibration",
-        "audio_temperature", "video_temperature", "threshold")}
-    if args.models_dir is None or Path(args.models_dir).is_dir():
-        # A models folder this machine sees too (a shared one): a missing file is reported here, at once, before
-        # Ray starts. A folder only the workers have (baked into their image) is checked by them.
-        from ..models.model_files import find_model_files
-
-        find_model_files(args.models_dir, args.video_model)
-    summary = _scan(args.paths, Path(args.out), settings_from_args(args), options, address=args.ray,
-                    workers=args.ray_workers, gpus_per_worker=args.ray_gpus_per_worker,
-                    cpus_per_worker=args.ray_cpus_per_worker, max_attempts=args.ray_max_attempts,
-                    quiet=args.quiet)
-    print(f"{summary.total} files, {summary.skipped} already done, {summary.analysed} analysed, "
-          f"{summary.errors} errors, {summary.retried} retried after a worker died -> {summary.out}",
-          file=sys.stderr)
-    return EXIT_OK
+LOAD_ERROR = "__load_error__"  # the key of such a record
 
 
 def scan_ray(paths: Iterable[str | os.PathLike], out: str | os.PathLike, settings=None, *,
              address: str | None = "auto", workers: int = 1, gpus_per_worker: float = 0.0,
              cpus_per_worker: float = 1.0, max_attempts: int = MAX_ATTEMPTS, models_dir: str | None = None,
-             device: str = "auto", precision: str = "auto", video_model: str | None = None, compile: bool = False,
-             calibration: bool = False, on_row: Callable[[dict], None] | None = None) -> ScanSummary:
+             device: str = "auto", precision: str = "auto", video_model: str | None = None,
+             audio_model: str | None = None, runtime: str = "auto", compile: bool = False,
+             calibration: bool = False, restart: bool = False,
+             on_row: Callable[[dict], None] | None = None) -> ScanSummary:
     """Analyse video files and folders (walked) on Ray into `out` (.csv or .jsonl), resuming a previous run.
 
     `address`: "auto" (the Ray this process is connected to, else the cluster this machine belongs to, else a
     local Ray started for the scan and shut down after it) or a cluster address. `calibration`: apply the
     models folder's calibration.json to the temperatures and threshold, as the CLI does (default: `settings`
-    as given, like `Detector.analyze`). `on_row`: called with each row as it is written.
-    Raises InputError (bad --out, no inputs), SettingsError (Ray missing, bad option) and the errors of
-    `Detector.load` (model files missing on the workers).
+    as given, like `Detector.analyze`). `restart`: empty `out` first instead of resuming. `on_row`: called with
+    each row once it is on disk.
+    Raises InputError (bad `out`, no inputs), OutputError (`out` failed during the scan), SettingsError (Ray
+    missing, bad option) and the errors of `Detector.load` (model files missing on the workers).
     """
-    from ..settings import AnalysisSettings
+    from ..analysis.load import DetectorOptions
 
-    options = dict(models_dir=models_dir, device=device, precision=precision, video_model=video_model,
-                   compile=compile, no_calibration=not calibration, audio_temperature=None,
-                   video_temperature=None, threshold=None)
-    return _scan([str(p) for p in paths], Path(out), settings or AnalysisSettings(), options, address=address,
-                 workers=workers, gpus_per_worker=gpus_per_worker, cpus_per_worker=cpus_per_worker,
-                 max_attempts=max_attempts, quiet=True, on_row=on_row)
+    options = DetectorOptions(models_dir=models_dir, device=device, precision=precision, video_model=video_model,
+                              audio_model=audio_model, runtime=runtime, compile=compile)
+    check_ray_options(workers, gpus_per_worker, cpus_per_worker, max_attempts)
+    import_ray()
+    inputs = list_inputs([str(p) for p in paths])
+    with ResultsFile(Path(out), restart=restart) as results:  # checked before anything loads or starts
+        check_models(options)
+        # the settings' fields that differ from the defaults count as given (Detector.resolve_settings)
+        return run_scan(inputs, results, settings, options, use_calibration=calibration, address=address,
+                        workers=workers, gpus_per_worker=gpus_per_worker, cpus_per_worker=cpus_per_worker,
+                        max_attempts=max_attempts, on_row=on_row)
 
 
 def import_ray():
@@ -152,15 +127,15 @@ def filesystem_for(url: str):
 def list_inputs(paths: Iterable[str]) -> list[tuple[str, str]]:
     """(the path as rows show it, what a worker opens) for each input file, folders walked and sorted like the
     local scan; a local path is opened by its absolute path, a URL as it is. Duplicates are dropped."""
-    from ..cli.files import VIDEO_EXTENSIONS, iter_videos
-
+    paths = list(paths)
+    check_inputs(paths)
     found: dict[str, str] = {}
     for name in paths:
         if is_url(name):
-            for url in _list_url(name, VIDEO_EXTENSIONS):
+            for url in _list_url(name, MEDIA_EXTENSIONS):
                 found.setdefault(url, url)
         else:
-            for p in iter_videos([name]):
+            for p in iter_media([name]):
                 found.setdefault(str(p), os.path.abspath(p))
     return list(found.items())
 
@@ -197,67 +172,10 @@ def local_copy(source: str) -> Iterator[Path]:
         yield local
 
 
-# -- results file ----------------------------------------------------------------------------------------
-def check_out(out: Path) -> None:
-    if out.suffix not in (".csv", ".jsonl"):
-        raise InputError(f"--out must end in .csv or .jsonl; got {out.name}")
-
-
-def read_done(out: Path) -> set[str]:
-    """The paths already in a results file (error rows included). A last line cut short by a stopped run is
-    removed, so that the file takes appended rows."""
-    from ..cli.files import SCAN_FIELDS
-
-    if not out.is_file() or out.stat().st_size == 0:
-        return set()
-    data = out.read_bytes()
-    if not data.endswith(b"\n"):
-        with open(out, "r+b") as f:
-            f.truncate(data.rfind(b"\n") + 1)
-        data = data[:data.rfind(b"\n") + 1]
-    text = data.decode("utf-8")
-    if out.suffix == ".csv":
-        rows = csv.DictReader(text.splitlines())
-        if text and rows.fieldnames != SCAN_FIELDS:
-            raise InputError(f"{out} is not a scan results file (its columns are {rows.fieldnames}); "
-                             f"name another --out")
-        return {row["path"] for row in rows}
-    done = set()
-    for n, line in enumerate(text.splitlines(), 1):
-        try:
-            done.add(json.loads(line)["path"])
-        except (ValueError, KeyError, TypeError):
-            raise InputError(f"{out} line {n} is not a scan result; name another --out") from None
-    return done
-
-
-class ResultsWriter:
-    """Appends rows to the results file, flushing each one (the CSV header once, for a new file)."""
-
-    def __init__(self, out: Path):
-        from ..cli.files import SCAN_FIELDS
-
-        out.parent.mkdir(parents=True, exist_ok=True)
-        new = not out.is_file() or out.stat().st_size == 0
-        self.file = open(out, "a", newline="", encoding="utf-8")
-        self.csv = csv.DictWriter(self.file, fieldnames=SCAN_FIELDS) if out.suffix == ".csv" else None
-        if self.csv and new:
-            self.csv.writeheader()
-
-    def write(self, row: dict) -> None:
-        if self.csv:
-            self.csv.writerow(row)
-        else:
-            self.file.write(json.dumps(row) + "\n")
-        self.file.flush()
-
-    def close(self) -> None:
-        self.file.close()
-
-
 # -- workers ---------------------------------------------------------------------------------------------
 class Ledger:
-    """Attempts per file, and which worker process is on which file (a Ray actor, one per scan)."""
+    """Attempts per file, and which worker process is on which file (a Ray actor, one per scan, on the driver's
+    node so that losing a worker node loses no count)."""
 
     def __init__(self):
         self.attempts: dict[str, int] = {}
@@ -278,42 +196,61 @@ class Ledger:
         return dict(self.attempts)
 
 
+def hold_for_test(key: str, attempt: int) -> None:
+    """Tests only, when $DEEPFAKE_SCAN_TEST_HOLD names a folder: say which file this worker started (a JSON file
+    there: path, attempt, node id, pid), and keep a first attempt in flight until the folder holds "release",
+    so that a test can lose the node under it for certain (tests/test_ray_cluster.py)."""
+    folder = os.environ.get(HOLD_ENV)
+    if not folder:
+        return
+    import ray
+
+    info = {"path": key, "attempt": attempt, "node": ray.get_runtime_context().get_node_id(), "pid": os.getpid()}
+    marker = Path(folder) / f"{uuid.uuid4().hex}.json"
+    marker.with_suffix(".tmp").write_text(json.dumps(info))
+    marker.with_suffix(".tmp").rename(marker)  # whole, or not there
+    deadline = time.monotonic() + HOLD_LIMIT_S
+    while attempt == 1 and not (Path(folder) / "release").exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+
+
 class Analyser:
     """One actor of the pool: loads the models once, then turns batches of files into rows (JSON strings)."""
 
-    def __init__(self, options: dict, settings, jsonl: bool, ledger, max_attempts: int):
-        from ..cli.common import calibrated_settings, load_detector
+    def __init__(self, options, given, use_calibration: bool, jsonl: bool, ledger, max_attempts: int):
+        from ..analysis.load import load_detector
         from ..process import configure_process
 
         configure_process()  # a Ray worker is a process of its own: before its models load
 
-        args = argparse.Namespace(**options)
-        try:
-            self.detector = load_detector(args)
-        except ModelFilesMissing as e:  # its arguments are not its message, so Ray cannot rebuild it: same text
-            raise WeightsError(str(e)) from None
-        self.settings, self.notes = calibrated_settings(args, settings, self.detector)
         self.jsonl, self.ledger, self.max_attempts = jsonl, ledger, max_attempts
+        self.load_error: dict | None = None
+        try:
+            self.detector = load_detector(options)  # load.DetectorOptions
+            # the settings by the library's rule, as the local scan makes them
+            self.settings, self.notes = self.detector.resolve_settings(given, use_calibration)
+        except DeepfakeError as e:  # every row says so; the driver raises it (exit 2 or 3, its message)
+            self.load_error = {"message": str(e), "exit_code": e.exit_code}
 
     def __call__(self, batch: dict) -> dict:
         import numpy as np
 
-        records = [json.dumps(self.row(str(key), str(source))) for key, source in zip(batch["path"], batch["source"])]
+        records = [json.dumps({LOAD_ERROR: self.load_error} if self.load_error else self.row(str(key), str(source)))
+                   for key, source in zip(batch["path"], batch["source"], strict=True)]
         return {"path": np.asarray(batch["path"], dtype=object), "record": np.asarray(records, dtype=object)}
 
     def row(self, key: str, source: str) -> dict:
         import ray
 
-        from ..cli.files import scan_record
-
         try:
             attempt = ray.get(self.ledger.start.remote(key, os.getpid()))
         except ray.exceptions.RayError:  # the ledger's node is gone: analyse, uncounted, rather than fail the scan
             attempt = 1
+        hold_for_test(key, attempt)
         report = error = None
         if attempt > self.max_attempts:
             error = WorkerDied(f"the worker analysing it died {attempt - 1} times (a file that crashes the "
-                               f"decoder, or a worker out of memory); not retried")
+                               f"decoder, a worker out of memory, or its node lost); not retried")
         else:
             try:
                 with local_copy(source) as path:
@@ -325,7 +262,7 @@ class Analyser:
 
 
 # -- the scan --------------------------------------------------------------------------------------------
-def _check_options(workers: int, gpus: float, cpus: float, attempts: int) -> None:
+def check_ray_options(workers: int, gpus: float, cpus: float, attempts: int) -> None:
     if workers < 1:
         raise SettingsError(f"--ray-workers must be at least 1; got {workers}")
     if gpus < 0 or cpus <= 0:
@@ -345,68 +282,114 @@ def _deepfake_cause(error: BaseException) -> DeepfakeError | None:
     return None
 
 
-def _scan(paths: list[str], out: Path, settings, options: dict, *, address: str | None, workers: int,
-          gpus_per_worker: float, cpus_per_worker: float, max_attempts: int, quiet: bool,
-          on_row: Callable[[dict], None] | None = None) -> ScanSummary:
-    check_out(out)
-    _check_options(workers, gpus_per_worker, cpus_per_worker, max_attempts)
-    ray = import_ray()
-    inputs = list_inputs(paths)
-    if not inputs:
-        raise InputError(f"no video files found in {', '.join(paths)}")
-    done = read_done(out)
-    todo = [(key, source) for key, source in inputs if key not in done]
+def check_models(options):
+    """The model files (model_files.ModelFiles) when the models folder is one this machine sees too (a shared
+    one): a missing file is reported here, at once, before Ray starts. A folder only the workers have (baked into
+    their image) is checked by them: None."""
+    if options.models_dir is None or Path(options.models_dir).is_dir():
+        from ..models.model_files import find_model_files
+
+        return find_model_files(options.models_dir, options.video_model, options.audio_model)
+    return None
+
+
+def _start_ray(ray, address: str | None) -> str | None:
+    """Connect to (or start) Ray; the session folder of a Ray this call started, to remove after it."""
+    ray.init(address=None if address in (None, "auto") else address, logging_level=logging.WARNING)
+    node = getattr(getattr(ray, "_private", None), "worker", None)
+    node = getattr(node, "_global_node", None)
+    with contextlib.suppress(Exception):
+        if node is not None and node.head:
+            return node.get_session_dir_path()
+    return None
+
+
+def remove_session(session: str | None) -> None:
+    """Remove a stopped Ray's session folder, and the session_latest link beside it when it points there."""
+    if not session:
+        return
+    folder = Path(session)
+    latest = folder.parent / "session_latest"
+    with contextlib.suppress(OSError):
+        if latest.is_symlink() and Path(os.readlink(latest)).name == folder.name:
+            latest.unlink()
+    for _ in range(5):  # a process of the stopped Ray may still be closing its log files
+        shutil.rmtree(folder, ignore_errors=True)
+        if not folder.exists():
+            return
+        time.sleep(0.2)
+
+
+def run_scan(inputs: list[tuple[str, str]], results: ResultsFile, given, options, *, use_calibration: bool,
+             address: str | None, workers: int = 1, gpus_per_worker: float = 0.0, cpus_per_worker: float = 1.0,
+             max_attempts: int = MAX_ATTEMPTS, on_row: Callable[[dict], None] | None = None) -> ScanSummary:
+    """The scan of `inputs` (list_inputs) into the open `results`, skipping the files already in it: what
+    `scan_ray` and the command run once the inputs, the results file and the options are checked. `given`:
+    the analysis settings set by the user ({field: value} or an AnalysisSettings, Detector.resolve_settings);
+    `options`: load.DetectorOptions."""
+    todo = [(key, source) for key, source in inputs if key not in results.done]
+    summary = ScanSummary(results.out, len(inputs), len(inputs) - len(todo), 0, 0)
     if not todo:
-        return ScanSummary(out, len(inputs), len(inputs), 0, 0)
-    options = dict(options)
-    if options.get("models_dir"):  # the same folder on every worker (a shared or baked-in path)
-        options["models_dir"] = os.path.abspath(options["models_dir"])
-    if options.get("device") == "auto" and not gpus_per_worker:
-        options["device"] = "cpu"  # a worker uses the GPU it reserved, none otherwise
+        return summary
+    return _run(import_ray(), todo, results, given, options, use_calibration=use_calibration, address=address,
+                workers=workers, gpus_per_worker=gpus_per_worker, cpus_per_worker=cpus_per_worker,
+                max_attempts=max_attempts, summary=summary, on_row=on_row)
+
+
+def _run(ray, todo: list[tuple[str, str]], results: ResultsFile, given, options, *, use_calibration, address,
+         workers, gpus_per_worker, cpus_per_worker, max_attempts, summary: ScanSummary, on_row) -> ScanSummary:
+    options = options.absolute()  # the same folder on every worker (a shared or baked-in path)
+    if options.device == "auto" and not gpus_per_worker:
+        options = dataclasses.replace(options, device="cpu")  # a worker uses the GPU it reserved, none otherwise
     started = not ray.is_initialized()
-    if started:
-        ray.init(address=None if address in (None, "auto") else address, logging_level=logging.WARNING)
+    session = _start_ray(ray, address) if started else None
     ledger = None
-    writer = ResultsWriter(out)
-    written, errors, retried = set(), 0, 0
+    written: set[str] = set()
+    errors, retried = 0, ()
     try:
         context = ray.data.DataContext.get_current()
         context.enable_progress_bars = False
-        # restarted (empty) if its process is killed, e.g. by Ray's memory monitor
+        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+        # On the driver's node, which the scan cannot lose, and restarted (empty) if its process is killed, e.g.
+        # by Ray's memory monitor. A hard affinity: a soft one left it on a worker node in about half the runs on
+        # a 3-node cluster, and losing that node reset every count (tests/test_ray_cluster.py).
+        here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=False)
         ledger = ray.remote(num_cpus=0, max_restarts=-1, max_task_retries=-1)(Ledger).options(
-            name=LEDGER_PREFIX + uuid.uuid4().hex).remote()
+            name=LEDGER_PREFIX + uuid.uuid4().hex, scheduling_strategy=here).remote()
         items = [{"path": key, "source": source} for key, source in todo]
         dataset = ray.data.from_items(items, override_num_blocks=len(items)).map_batches(
             Analyser, batch_size=1, batch_format="numpy", compute=ray.data.ActorPoolStrategy(size=workers),
             num_cpus=cpus_per_worker,
             num_gpus=gpus_per_worker or None,
-            fn_constructor_kwargs=dict(options=options, settings=settings, jsonl=out.suffix == ".jsonl",
+            fn_constructor_kwargs=dict(options=options, given=given, use_calibration=use_calibration,
+                                       jsonl=results.jsonl,
                                        ledger=ledger, max_attempts=max_attempts))
         try:
             for item in dataset.iter_rows():
                 if item["path"] in written:  # a retried task that had already returned
                     continue
                 row = json.loads(item["record"])
-                writer.write(row)
+                if LOAD_ERROR in row:  # a worker could not load the models: nothing can be analysed there
+                    raise WorkerLoadError(**row[LOAD_ERROR])
+                results.write(row)
                 written.add(item["path"])
                 errors += row.get("error") is not None
                 if on_row is not None:
                     on_row(row)
-                if not quiet:
-                    print(f"[{len(done) + len(written)}/{len(inputs)}] {row['path']}: {row['verdict']}"
-                          + (f" ({row['error']})" if row.get("error") else ""), file=sys.stderr)
         except Exception as e:
             cause = _deepfake_cause(e)
             if cause is not None:
                 raise cause from None
             raise
         with contextlib.suppress(ray.exceptions.RayError):
-            retried = sum(n > 1 for n in ray.get(ledger.counts.remote()).values())
+            retried = tuple(sorted(key for key, n in ray.get(ledger.counts.remote()).items() if n > 1))
     finally:
-        writer.close()
         if ledger is not None:
             with contextlib.suppress(Exception):
                 ray.kill(ledger)
         if started:
             ray.shutdown()
-    return ScanSummary(out, len(inputs), len(done), len(written) - errors, errors, retried)
+            remove_session(session)
+    return ScanSummary(summary.out, summary.total, summary.skipped, len(written) - errors, errors, len(retried),
+                       retried)
