@@ -180,9 +180,22 @@ def test_a_display_name_and_notes_go_into_the_report_not_the_detector(lite_detec
 
 
 def test_every_reason_the_analysis_gives_is_explained():
-    from deepfake_core.analysis import run as analysis
-    from deepfake_core.analysis.report import REASONS
+    """The analysis gives only Reason members (one enum of codes), and each has its plain-words text; a member
+    is its code wherever the code is written (JSON, CSV, f-strings)."""
+    import ast
+    import csv
+    import io
+    from pathlib import Path
 
-    given = {analysis.ABSTAINED, analysis.NO_FACE, analysis.STILL_IMAGE, analysis.TOO_SHORT,
-             analysis.VIDEO_UNREADABLE, analysis.NO_SPEECH, analysis.NO_AUDIO_TRACK, analysis.NO_AUDIO_MODEL}
-    assert given <= set(REASONS)
+    from deepfake_core.analysis import run as analysis
+    from deepfake_core.analysis.report import REASONS, Reason
+
+    given = {node.attr for node in ast.walk(ast.parse(Path(analysis.__file__).read_text()))
+             if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id == "Reason"}
+    assert {"ABSTAINED", "NO_FACE", "NO_AUDIO_MODEL"} <= given <= set(Reason.__members__)
+    assert set(REASONS) == set(Reason) and all(REASONS[r.value] == REASONS[r] for r in Reason)
+    assert Reason.NO_FACE == "no_face" and str(Reason.NO_FACE) == f"{Reason.NO_FACE}" == "no_face"
+    assert json.dumps({"reason": Reason.NO_FACE}) == '{"reason": "no_face"}'
+    out = io.StringIO()
+    csv.writer(out).writerow([Reason.ABSTAINED])
+    assert out.getvalue().strip() == "abstained"

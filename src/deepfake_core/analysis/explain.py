@@ -25,8 +25,8 @@ from torch import nn
 
 from ..errors import InputError, SettingsError
 from ..faces.detect import FaceBox, crop_face
-from ..models.networks import FAKE, ModelSpec, face_tensor
 from ..media.video import read_frames
+from ..models.networks import FAKE, ModelSpec, face_tensor
 
 DEFAULT_TOP_K = 4  # faces explained when no k is given
 MAX_TOP_K = 32  # a bound on the work one request can ask for
@@ -171,7 +171,7 @@ def explain_crops(module: nn.Module, spec: ModelSpec, crops_rgb: list[np.ndarray
     x = torch.stack([face_tensor(c, spec) for c in crops_rgb])
     maps = gradcam(module, layer, x)
     return layer_name, [cv2.resize(m, (c.shape[1], c.shape[0]), interpolation=cv2.INTER_LINEAR).clip(0.0, 1.0)
-                        for m, c in zip(maps, crops_rgb)]
+                        for m, c in zip(maps, crops_rgb, strict=False)]
 
 
 def overlay(crop_rgb: np.ndarray, heatmap: np.ndarray) -> np.ndarray:
@@ -225,7 +225,7 @@ def explain_report(detector, path: str | os.PathLike, report, k: int = DEFAULT_T
     if folder is not None:
         folder.mkdir(parents=True, exist_ok=True)
     explanations = []
-    for rank, (i, heat) in enumerate(zip(rows, heatmaps), start=1):
+    for rank, (i, heat) in enumerate(zip(rows, heatmaps, strict=False), start=1):
         row = report.timeline[i]
         e = Explanation(rank, i, row.frame_index, row.time_s, row.track, list(row.box), row.video_p_fake, layer,
                         crops[i], heat, overlay(crops[i], heat))

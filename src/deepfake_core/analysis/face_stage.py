@@ -13,14 +13,14 @@ import cv2
 import numpy as np
 import torch
 
-from .context import Context
 from ..faces.detect import FaceBox, crop_face
+from ..faces.tracking import FaceReuse
+from ..media.video import read_frames
 from ..models.networks import face_tensor
+from .context import Context
 from .prefetch import Background
 from .report import Thumbnail
 from .timeline import FaceRow
-from ..faces.tracking import FaceReuse
-from ..media.video import read_frames
 
 THUMBNAIL_SIDE = 320  # pixels, longest side of a kept thumbnail
 

@@ -10,21 +10,30 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .run import Analysis
-from ..media.audio import SAMPLE_RATE, WINDOW_S, log_mel
-from ..models.checkpoints import LoadedModel, load_model
-from .context import Progress
 from ..errors import CheckpointError
 from ..faces.detect import DNN_INPUT, FaceBox, HybridFaceDetector, load_face_detector
-from .fusion import AGGREGATIONS
+from ..media.audio import SAMPLE_RATE, WINDOW_S, log_mel
+from ..models.checkpoints import LoadedModel, load_model
 from ..models.model_files import choose_audio_model, choose_video_model, files_missing, named_models_dir
 from ..models.networks import blank_input, is_speech_model
-from ..models.registry import (AUDIO_FILES, AUDIO_MODEL_CARD, BUILTIN_AUDIO_FILE, BUILTIN_VIDEO_FILE, MODEL_CARD,
-                               PULL_COMMAND, VIDEO_FILES, models_dir_candidates, resolve_models_dir)
+from ..models.registry import (
+    AUDIO_FILES,
+    AUDIO_MODEL_CARD,
+    BUILTIN_AUDIO_FILE,
+    BUILTIN_VIDEO_FILE,
+    MODEL_CARD,
+    PULL_COMMAND,
+    VIDEO_FILES,
+    models_dir_candidates,
+    resolve_models_dir,
+)
 from ..models.runtime import make_runner, pick_device, pick_precision, pick_runtime
 from ..settings import RUNTIMES, AnalysisSettings, check_choice
 from ..version import __version__
+from .context import Progress
+from .fusion import AGGREGATIONS
 from .report import BUILTIN_VIDEO_NOTE, Report
+from .run import Analysis
 
 WARMUP_BATCH = 2  # inputs per network in the warm-up pass at load
 GPU_MIN_BATCH = 64  # inputs per forward pass on CUDA, at least (settings.batch_size when larger)

@@ -7,6 +7,7 @@ import io
 import json
 import math
 from dataclasses import asdict, dataclass, field
+from enum import Enum
 from pathlib import PurePath
 from typing import Any
 
@@ -14,18 +15,39 @@ import numpy as np
 
 REAL, FAKE, UNCERTAIN, NOT_APPLICABLE = "REAL", "FAKE", "UNCERTAIN", "NOT_APPLICABLE"
 
-# Why a video could not be judged, in plain words.
-REASONS = {
-    "no_face": "No face was found in any sampled frame, so the video could not be judged.",
-    "no_video_stream": "The file has no video track (audio only); this detector judges faces.",
-    "still_image": "The file is a single still image, not a video.",
-    "too_short": "The video has no frames to analyse.",
-    "video_unreadable": "The video track could not be decoded (damaged); only the audio was judged.",
-    "abstained": "The evidence is too weak either way: confidence is below the abstention threshold.",
-    "no_speech": "The audio holds no speech, so the voice could not be judged (and there is no face to judge).",
-    "no_audio_track": "The file has neither a video track nor an audio track to judge.",
-    "no_audio_model": "The file has no video track, and no audio model is installed to judge its voice "
-                      "(deepfake-detect weights pull, or a build with the built-in audio model).",
+class Reason(str, Enum):
+    """Why a report is NOT_APPLICABLE or UNCERTAIN (`Report.reason`). A member equals (and hashes as) its code,
+    the plain string reports, JSON and CSV carry: Reason.NO_FACE == "no_face". (Python 3.10 has no StrEnum.)"""
+
+    NO_FACE = "no_face"
+    NO_VIDEO_STREAM = "no_video_stream"
+    STILL_IMAGE = "still_image"
+    TOO_SHORT = "too_short"
+    VIDEO_UNREADABLE = "video_unreadable"
+    ABSTAINED = "abstained"
+    NO_SPEECH = "no_speech"
+    NO_AUDIO_TRACK = "no_audio_track"
+    NO_AUDIO_MODEL = "no_audio_model"
+
+    def __str__(self) -> str:  # str(), f-strings and csv write the code, as before, on every Python version
+        return str(self.value)
+
+    def __format__(self, spec: str) -> str:
+        return format(str(self.value), spec)
+
+
+# Why a video could not be judged, in plain words (one per Reason; REASONS["no_face"] finds it too).
+REASONS: dict[str, str] = {
+    Reason.NO_FACE: "No face was found in any sampled frame, so the video could not be judged.",
+    Reason.NO_VIDEO_STREAM: "The file has no video track (audio only); this detector judges faces.",
+    Reason.STILL_IMAGE: "The file is a single still image, not a video.",
+    Reason.TOO_SHORT: "The video has no frames to analyse.",
+    Reason.VIDEO_UNREADABLE: "The video track could not be decoded (damaged); only the audio was judged.",
+    Reason.ABSTAINED: "The evidence is too weak either way: confidence is below the abstention threshold.",
+    Reason.NO_SPEECH: "The audio holds no speech, so the voice could not be judged (and there is no face to judge).",
+    Reason.NO_AUDIO_TRACK: "The file has neither a video track nor an audio track to judge.",
+    Reason.NO_AUDIO_MODEL: "The file has no video track, and no audio model is installed to judge its voice "
+                           "(deepfake-detect weights pull, or a build with the built-in audio model).",
 }
 
 
@@ -95,7 +117,7 @@ class Thumbnail:
 @dataclass
 class Report:
     verdict: str  # REAL, FAKE, UNCERTAIN or NOT_APPLICABLE
-    reason: str | None  # a REASONS key when NOT_APPLICABLE or UNCERTAIN
+    reason: str | None  # a Reason when NOT_APPLICABLE or UNCERTAIN
     confidence: float | None  # probability of the verdict's class (fused)
     fused_real_prob: float | None  # mean fused REAL probability over all analysed faces
     threshold: float
@@ -126,7 +148,7 @@ class Report:
     def to_dict(self) -> dict[str, Any]:
         d = {
             "verdict": self.verdict,
-            "reason": self.reason,
+            "reason": None if self.reason is None else str(self.reason),  # the plain code
             "explanation": self.explanation,
             "notes": list(self.notes),  # near the top: who judged, what could not be judged
             "confidence": self.confidence,
@@ -177,13 +199,14 @@ class Report:
         for name, m in self.modalities.items():
             if m.available:
                 weight = f", weight {m.weight:.2f}" if m.weight is not None else ""
-                lines.append(f"  {name + ':':12} P(fake) {m.fake_prob:.3f} -> {m.prediction} ({m.count} scored{weight})")
+                lines.append(f"  {name + ':':12} P(fake) {m.fake_prob:.3f} -> {m.prediction} "
+                             f"({m.count} scored{weight})")
             else:
                 lines.append(f"  {name + ':':12} not judged: {m.note}")
         c = self.counts
-        lines.append(f"  analysed:    {c.get('frames_sampled', 0)} frames sampled of {c.get('frames_decoded', 0)} decoded, "
-                     f"{c.get('faces', 0)} faces in {len(self.tracks)} track(s), {c.get('audio_windows', 0)} audio windows, "
-                     f"{self.timings.get('total', 0.0):.1f} s")
+        lines.append(f"  analysed:    {c.get('frames_sampled', 0)} frames sampled of {c.get('frames_decoded', 0)} "
+                     f"decoded, {c.get('faces', 0)} faces in {len(self.tracks)} track(s), "
+                     f"{c.get('audio_windows', 0)} audio windows, {self.timings.get('total', 0.0):.1f} s")
         if len(self.tracks) > 1:
             for t in self.tracks:
                 lines.append(f"  person {t.id}:    {t.faces} faces {t.first_s:.1f}-{t.last_s:.1f} s, "
@@ -196,7 +219,8 @@ class Report:
                           "the built-in model" if m.get("shipped") else "not the published file")
                 used.append(f"{name} {m.get('file')} ({str(m.get('sha256'))[:8]}, {origin})")
         if used:
-            lines.append(f"  models:      {' · '.join(used)}; {self.models.get('device')}, {self.models.get('precision')}")
+            lines.append(f"  models:      {' · '.join(used)}; {self.models.get('device')}, "
+                         f"{self.models.get('precision')}")
         if self.explanations:
             files = [e.file for e in self.explanations if e.file]
             lines.append(f"  explained:   {len(self.explanations)} most suspicious face(s), Grad-CAM"

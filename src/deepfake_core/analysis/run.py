@@ -10,36 +10,26 @@ from pathlib import Path
 
 import numpy as np
 
-from .audio_stage import AudioResult, check_audio_duration, score_audio
-from .context import STAGES, Context, Progress
 from ..errors import NoVideoStream, UnreadableMedia
+from ..limits import Deadline
+from ..media.video import probe, sample_indices
+from ..models.model_files import files_missing
+from ..models.registry import VIDEO_FILES
+from ..settings import AnalysisSettings
+from .audio_stage import AudioResult, check_audio_duration, score_audio
+from .context import STAGES, Context, Progress, StageDetector
 from .face_stage import FaceScores, frame_faces, score_faces
 from .fusion import fuse, video_p_fake
-from ..limits import Deadline
-from ..models.model_files import files_missing
 from .prefetch import Background
-from ..models.registry import VIDEO_FILES
-from .report import FAKE, NOT_APPLICABLE, REAL, UNCERTAIN, ModalityResult, Report, Thumbnail, TimelineRow
-from ..settings import AnalysisSettings
+from .report import FAKE, NOT_APPLICABLE, REAL, UNCERTAIN, ModalityResult, Reason, Report, Thumbnail, TimelineRow
 from .timeline import match_windows, modality_result, stray, track_ids, tracks
-from ..media.video import probe, sample_indices
-
-# Report.reason values the analysis gives (report.REASONS explains each)
-ABSTAINED = "abstained"
-NO_FACE = "no_face"
-STILL_IMAGE = "still_image"
-TOO_SHORT = "too_short"
-VIDEO_UNREADABLE = "video_unreadable"
-NO_SPEECH = "no_speech"
-NO_AUDIO_TRACK = "no_audio_track"
-NO_AUDIO_MODEL = "no_audio_model"
 
 
 class Analysis(Context):
     """One file's analysis by `detector` (a pipeline.Detector): `run()` returns its Report. The stages see it
     as their Context."""
 
-    def __init__(self, detector, path: Path, settings: AnalysisSettings, notify: Progress,
+    def __init__(self, detector: StageDetector, path: Path, settings: AnalysisSettings, notify: Progress,
                  display_name: str | None = None, notes: Sequence[str] = ()):
         super().__init__(detector, path, settings, notify, batch=max(settings.batch_size, detector.min_batch),
                          deadline=Deadline(settings.max_analysis_s, path.name))
@@ -64,11 +54,11 @@ class Analysis(Context):
         if d.video is None:
             raise files_missing([VIDEO_FILES[-1]], d.models_dir, [str(d.models_dir)])
         if self.info.is_still_image:
-            return self._not_applicable(STILL_IMAGE)
+            return self._not_applicable(Reason.STILL_IMAGE)
         indices = sample_indices(self.info.frame_count, self.settings.frame_skip, self.settings.max_samples)
         if not indices:
             self._score_audio()
-            return self._not_applicable(TOO_SHORT)
+            return self._not_applicable(Reason.TOO_SHORT)
         # Frames are decoded, searched for faces and cropped in a background thread while this one runs
         # the networks (the audio first, then the faces as they come).
         faces = frame_faces(self, indices, decode_thread=d.overlap)
@@ -82,11 +72,11 @@ class Analysis(Context):
                 if self.stats.frames_decoded or not self.audio.windows:
                     raise
                 self.notes.append(f"video not judged: {e}")
-                return self._not_applicable(VIDEO_UNREADABLE)
+                return self._not_applicable(Reason.VIDEO_UNREADABLE)
         self._count_frames(len(indices))
         self.thumbnails = scores.thumbnails
         if not scores.rows:
-            return self._not_applicable(NO_FACE)
+            return self._not_applicable(Reason.NO_FACE)
         with self.timer("fusion_report"):
             report = self._fused_report(scores)
         self.notify(1.0, "done")
@@ -110,14 +100,14 @@ class Analysis(Context):
         s = self.settings
         self.notes.append(f"judged by the voice alone ({why})")
         if self.detector.audio is None:
-            return self._not_applicable(NO_AUDIO_MODEL)
+            return self._not_applicable(Reason.NO_AUDIO_MODEL)
         if self.info is None:
             check_audio_duration(self.path, s.max_duration_s)
         self._score_audio()
         if self.info is None:
             self.audio_file["audio_only"] = True
         if not self.audio.windows:
-            return self._not_applicable(NO_AUDIO_TRACK if self.audio.no_track else NO_SPEECH)
+            return self._not_applicable(Reason.NO_AUDIO_TRACK if self.audio.no_track else Reason.NO_SPEECH)
         with self.timer("fusion_report"):
             p_fake = np.array([w.p_fake for w in self.audio.windows])
             fused_real = float(1.0 - p_fake.mean())
@@ -125,7 +115,7 @@ class Analysis(Context):
             confidence = fused_real if verdict == REAL else 1.0 - fused_real
             reason = None
             if s.abstain_below is not None and confidence < s.abstain_below:
-                verdict, reason = UNCERTAIN, ABSTAINED
+                verdict, reason = UNCERTAIN, Reason.ABSTAINED
             modalities = {"video": ModalityResult(available=False, note="voice-only analysis"),
                           "audio": modality_result(p_fake, np.ones(len(p_fake)))}
         self.notify(1.0, "done")
@@ -160,7 +150,7 @@ class Analysis(Context):
         reason = None
         abstain_below = s.abstain_below if s.abstain_below is not None else d.video_abstain_below
         if abstain_below is not None and confidence < abstain_below:
-            verdict, reason = UNCERTAIN, ABSTAINED
+            verdict, reason = UNCERTAIN, Reason.ABSTAINED
         modalities = {
             "video": modality_result(fused.video_probs[counted, 0], fused.w_video[counted]),
             "audio": self._audio_modality(fused.w_audio[counted] if matched is not None else None),
@@ -174,7 +164,7 @@ class Analysis(Context):
             return ModalityResult(available=False, note=why or "no audio")
         return modality_result(np.array([w.p_fake for w in self.audio.windows]), weights)
 
-    def _not_applicable(self, reason: str) -> Report:
+    def _not_applicable(self, reason: Reason) -> Report:
         modalities = {
             "video": ModalityResult(available=False, note=reason.replace("_", " ")),
             "audio": self._audio_modality(None),

@@ -48,8 +48,8 @@ def track_ids(rows: list[FaceRow]) -> list[int]:
         per_frame[index].append(i)
     ids = assign_tracks([[rows[i][2] for i in per_frame[index]] for index in order])
     out = [0] * len(rows)
-    for index, frame_ids in zip(order, ids):
-        for i, tid in zip(per_frame[index], frame_ids):
+    for index, frame_ids in zip(order, ids, strict=False):
+        for i, tid in zip(per_frame[index], frame_ids, strict=False):
             out[i] = tid
     return out
 

@@ -16,8 +16,17 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..errors import (CheckpointError, DeepfakeError, InputError, MediaTooLarge, NoVideoStream, SettingsError,
-                      TruncatedMedia, UnreadableMedia, WeightsError)
+from ..errors import (
+    CheckpointError,
+    DeepfakeError,
+    InputError,
+    MediaTooLarge,
+    NoVideoStream,
+    SettingsError,
+    TruncatedMedia,
+    UnreadableMedia,
+    WeightsError,
+)
 
 log = logging.getLogger("deepfake_core.api")
 

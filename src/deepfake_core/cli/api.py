@@ -7,9 +7,9 @@ import os
 import sys
 from pathlib import Path
 
+from ..analysis.load import load_detector
 from ..api import DEFAULT_HOST, DEFAULT_MAX_UPLOAD_MB, DEFAULT_PORT, KEYS_ENV, NEEDS
 from ..errors import InputError
-from ..analysis.load import load_detector
 from ..webapp.server import check_port
 from .common import EXIT_INPUT, add_model_options, detector_options, missing_extra, shown_host
 

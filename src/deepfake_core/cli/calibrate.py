@@ -12,7 +12,8 @@ from .common import add_analysis_options, add_data_options, labelled_run
 
 
 def register(sub) -> None:
-    p = sub.add_parser("calibrate", help="fit the audio temperature (and optionally more) on labelled validation videos")
+    p = sub.add_parser("calibrate",
+                       help="fit the audio temperature (and optionally more) on labelled validation videos")
     p.add_argument("labels", metavar="LABELS.csv|DIR", help="validation media (never the evaluation set)")
     p.add_argument("--out", metavar="FILE", help="where to write it (default: calibration.json in the models folder)")
     p.add_argument("--fit-video-temperature", action="store_true", help="also fit the video temperature")

@@ -32,7 +32,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         print(line)
     na, errors = result.summary["not_applicable"], result.summary["errors"]
     if na:
-        print(f"  not applicable: {len(na)} ({', '.join(f'{k} {v}' for k, v in result.summary['not_applicable_reasons'].items())})")
+        reasons = result.summary["not_applicable_reasons"].items()
+        print(f"  not applicable: {len(na)} ({', '.join(f'{k} {v}' for k, v in reasons)})")
     if errors:
         print(f"  errors: {len(errors)} (listed in summary.json)")
     print(f"-> {Path(args.out) / 'summary.json'}, scores.csv, {', '.join(result.summary['plots'])}")

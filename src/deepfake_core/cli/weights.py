@@ -12,9 +12,9 @@ import json
 import os
 import sys
 
+from ..errors import SettingsError
 from ..models import registry
 from ..models.download import DownloadOptions
-from ..errors import SettingsError
 from ..models.model_files import files_missing
 from .common import EXIT_MODELS, EXIT_OK, add_models_dir
 

@@ -12,8 +12,8 @@ import numpy as np
 
 from ..models.ov_runtime import cached, core, ov, trace, version_tag  # ov: imported with its telemetry off
 from ..models.registry import sha256_file
-from .res10_post import detection_output, prior_boxes, read_layers
 from ..version import __version__
+from .res10_post import detection_output, prior_boxes, read_layers
 
 SOURCE_FILE = "source.json"
 PRIOR_SIZES = 8  # input sizes whose prior boxes are kept (a video needs one or two)

@@ -111,7 +111,7 @@ class FaceReuse:
             return None
         if outside_change(self._scene, scene, self._boxes, frame_bgr.shape) > self.outside:
             return None
-        for box, patch in zip(self._boxes, self._patches):
+        for box, patch in zip(self._boxes, self._patches, strict=False):
             if float(np.abs(face_patch(frame_bgr, box) - patch).mean()) > self.face_change:
                 return None
         self._reused += 1

@@ -283,7 +283,7 @@ def read_frames(
     stats.max_pixels = max_pixels
     wanted = sorted(set(indices))
     plan = None
-    if seek and len(wanted) > 1 and max(b - a for a, b in zip(wanted, wanted[1:])) > SEEK_MIN_SKIP:
+    if seek and len(wanted) > 1 and max(b - a for a, b in zip(wanted, wanted[1:], strict=False)) > SEEK_MIN_SKIP:
         plan = _frame_index(path)
     if plan is None:
         yield from _read_sequential(path, wanted, stats)

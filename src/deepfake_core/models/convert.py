@@ -8,11 +8,11 @@ from pathlib import Path
 
 import torch
 
-from .checkpoints import load_model, read_safetensors_metadata, save_safetensors
 from ..errors import CheckpointError, SettingsError
+from ..version import __version__
+from .checkpoints import load_model, read_safetensors_metadata, save_safetensors
 from .model_files import files_missing
 from .registry import AUDIO_FILES, VIDEO_FILES, pinned_entry, registry_entry, resolve_models_dir, sha256_file
-from ..version import __version__
 
 CONVERT_CHECK_BATCH = 2  # random inputs both networks score to show the conversion is faithful...
 CONVERT_CHECK_SIZE = 128  # ...at this many pixels square: every weight takes part, at a fifth of the cost of 299

@@ -18,9 +18,22 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import CheckpointError, ModelFilesMissing, ModelsDirMissing, WeightsError
-from .registry import (AUDIO_FILES, FACE_CAFFEMODELS, FACE_PROTOTXT, MODELS_DIR_ENV, PULL_COMMAND, VIDEO_FILES,
-                       builtin_audio_file, builtin_audio_missing_message, builtin_missing_message, builtin_video_file,
-                       choose_model, install_hint, models_dir_candidates, resolve_models_dir)
+from .registry import (
+    AUDIO_FILES,
+    FACE_CAFFEMODELS,
+    FACE_PROTOTXT,
+    MODELS_DIR_ENV,
+    PULL_COMMAND,
+    VIDEO_FILES,
+    builtin_audio_file,
+    builtin_audio_missing_message,
+    builtin_missing_message,
+    builtin_video_file,
+    choose_model,
+    install_hint,
+    models_dir_candidates,
+    resolve_models_dir,
+)
 
 
 @dataclass(frozen=True)

@@ -20,9 +20,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .batchnorm import fold_batchnorm
 from ..offline import import_openvino
 from ..version import __version__
+from .batchnorm import fold_batchnorm
 
 CACHE_ENV = "DEEPFAKE_OPENVINO_CACHE"  # folder for converted models (default: the per-user cache)
 ov = import_openvino()  # its telemetry off first (offline.py)

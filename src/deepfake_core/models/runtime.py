@@ -11,9 +11,9 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..settings import DEVICES, PRECISIONS, RUNTIMES, check_choice
 from .batchnorm import fold_batchnorm
 from .networks import is_speech_model
-from ..settings import DEVICES, PRECISIONS, RUNTIMES, check_choice
 
 
 def pick_device(device: str = "auto") -> torch.device:

@@ -15,11 +15,11 @@ import threading
 from collections.abc import Iterable
 from pathlib import Path
 
+from ..errors import ChecksumMismatch, DownloadError, SettingsError, WeightsError
+from ..version import __version__
 from . import registry
 from .download import DownloadOptions, Notes, ProgressCallback, ResumableDownload
-from ..errors import ChecksumMismatch, DownloadError, SettingsError, WeightsError
 from .registry import MIRROR_ENV, MODELS_DIR_ENV, WeightsFile, megabytes, resolve_models_dir, sha256_file
-from ..version import __version__
 
 OK, MISSING, CORRUPT = "ok", "missing", "corrupt"
 

@@ -20,9 +20,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ..models.calibration import CALIBRATION_FILE, Calibration
-from ..errors import InputError, SettingsError
 from ..analysis.fusion import fuse
+from ..errors import InputError, SettingsError
+from ..models.calibration import CALIBRATION_FILE, Calibration
 from ..settings import TEMPERATURE_RANGE, AnalysisSettings
 from .data import FAKE, LabelledMedia
 from .evaluate import run_detector

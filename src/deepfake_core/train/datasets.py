@@ -26,12 +26,11 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from ..media.audio import INPUT_SIZE, mel_image
 from ..errors import SettingsError
+from ..media.audio import INPUT_SIZE, mel_image
 from ..models.networks import ModelSpec, face_tensor
 from .augment import SpecAugment, VideoAugment
 from .cache import CachedItem
-
 
 
 class SampleSource(Protocol):

@@ -16,8 +16,8 @@ import av
 import cv2
 import numpy as np
 
-from ..media.audio import SAMPLE_RATE
 from ..errors import SettingsError
+from ..media.audio import SAMPLE_RATE
 
 LAYOUTS = ("folders", "fakeavceleb", "manifest")
 FRAME_SIZE = (360, 480)  # pixels (h, w)

@@ -20,8 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import DeepfakeError
 from ..analysis.report import NOT_APPLICABLE, Report, json_safe
+from ..errors import DeepfakeError
 from ..settings import AnalysisSettings
 from .data import FAKE, LabelledMedia
 from .metrics import binary_metrics
@@ -133,7 +133,8 @@ def evaluate(detector, media: list[LabelledMedia], out_dir: str | os.PathLike, s
         "not_applicable": [{"path": r["path"], "label": r["label"], "reason": r["reason"]}
                            for r in rows if r["verdict"] == NOT_APPLICABLE],
         "not_applicable_reasons": dict(Counter(r["reason"] for r in rows if r["verdict"] == NOT_APPLICABLE)),
-        "errors": [{"path": r["path"], "label": r["label"], "error": r["error"]} for r in rows if r["verdict"] == "ERROR"],
+        "errors": [{"path": r["path"], "label": r["label"], "error": r["error"]}
+                   for r in rows if r["verdict"] == "ERROR"],
         "metrics": metrics,
         "left_out": {k: {"count": len(v), "paths": v} for k, v in left_out.items()},
         "positive_class": "fake",
@@ -152,7 +153,8 @@ def evaluate(detector, media: list[LabelledMedia], out_dir: str | os.PathLike, s
         summary["plots"] = write_plots(rows, metrics, out)
     except ImportError:
         summary["plots"] = []
-        summary["notes"].append("plots not written: matplotlib is not installed (pip install 'deepfake-detector[train]')")
+        summary["notes"].append("plots not written: matplotlib is not installed "
+                                "(pip install 'deepfake-detector[train]')")
         log(summary["notes"][-1])
     (out / "summary.json").write_text(json.dumps(json_safe(summary), indent=2))
     return EvalResult(out, summary, rows)
@@ -215,7 +217,7 @@ def write_plots(rows: list[dict], metrics: dict, out: Path) -> list[str]:
     plt.close(fig)
     written.append("pr.png")
     fig, axes = plt.subplots(1, len(MODALITIES), figsize=(4 * len(MODALITIES), 3.8))
-    for ax, modality in zip(axes, MODALITIES):
+    for ax, modality in zip(axes, MODALITIES, strict=False):
         c = metrics[modality].get("confusion") or {"tn": 0, "fp": 0, "fn": 0, "tp": 0}
         grid = np.array([[c["tn"], c["fp"]], [c["fn"], c["tp"]]])
         ax.imshow(grid, cmap="Blues")

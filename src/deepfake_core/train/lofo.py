@@ -86,7 +86,7 @@ def balanced_indices(families: Sequence[str], labels: Sequence[str], count: int,
 def video_logits(groups: Sequence[str], face_logits: np.ndarray, how: str) -> tuple[list[str], np.ndarray]:
     """(video keys, one aggregated logit per video) from per-face logits and the video each face is from."""
     by: dict[str, list[float]] = defaultdict(list)
-    for g, z in zip(groups, face_logits):
+    for g, z in zip(groups, face_logits, strict=False):
         by[g].append(float(z))
     keys = sorted(by)
     return keys, np.array([aggregate(by[k], how) for k in keys])

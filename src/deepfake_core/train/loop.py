@@ -27,8 +27,8 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from ..models.checkpoints import load_model, normalise_keys, read_state_dict, save_safetensors
 from ..errors import CheckpointError, SettingsError
+from ..models.checkpoints import load_model, normalise_keys, read_state_dict, save_safetensors
 from ..models.networks import FAKE, ORIGINAL_AUDIO, ORIGINAL_VIDEO, ModelSpec
 from ..models.runtime import autocast, pick_device
 from ..settings import check_choice
@@ -153,7 +153,8 @@ def predict(model: nn.Module, loader: DataLoader, device: torch.device, precisio
     return np.concatenate(logits), np.concatenate(labels)
 
 
-def score(logits: np.ndarray, labels: np.ndarray, class_names: tuple[str, ...], groups: list[str] | None = None) -> dict:
+def score(logits: np.ndarray, labels: np.ndarray, class_names: tuple[str, ...],
+          groups: list[str] | None = None) -> dict:
     """Loss and binary metrics (positive = fake) of logits, per sample and, with groups, per media file."""
     fake = class_names.index("fake") if "fake" in class_names else FAKE
     if not len(labels):
@@ -206,7 +207,9 @@ def train(model: nn.Module, spec: ModelSpec, train_set: Dataset, val_set: Datase
                               persistent_workers=config.workers > 0)
     eval_kwargs = dict(batch_size=config.batch_size, shuffle=False, num_workers=config.workers, pin_memory=pin)
     val_loader = DataLoader(val_set, **eval_kwargs)
-    steps = len(train_loader) if config.max_steps_per_epoch is None else min(len(train_loader), config.max_steps_per_epoch)
+    steps = len(train_loader)
+    if config.max_steps_per_epoch is not None:
+        steps = min(steps, config.max_steps_per_epoch)
     if config.schedule == "cosine":
         scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(1, steps * config.epochs),
                                                                eta_min=config.lr / 100)
@@ -251,7 +254,8 @@ def train(model: nn.Module, spec: ModelSpec, train_set: Dataset, val_set: Datase
             if device.type == "cuda":
                 torch.cuda.synchronize()
             train_seconds = time.perf_counter() - started
-            val_logits, val_labels = predict(model, val_loader, device, precision, channels_last, config.max_eval_batches)
+            val_logits, val_labels = predict(model, val_loader, device, precision, channels_last,
+                                             config.max_eval_batches)
             val = score(val_logits, val_labels, class_names, val_groups)
             monitor = val.get("auc") if config.monitor == "val_auc" else val.get("item_auc")
             if monitor is None:
@@ -355,13 +359,14 @@ def train_from_cache(cache_dir: str | Path, out_dir: str | Path, config: TrainCo
         writer.writerow(["key", "path", "identity", "label", "split"])
         writer.writerows([item.key, item.path, item.identity or "", label(item), splits[item.key]] for item in items)
     part = {name: [item for item in items if splits[item.key] == name] for name in ("train", "val", "test")}
-    if config.modality == "video":
-        make = lambda sub, train: face_dataset(CachedFaces(sub), spec, VideoAugment() if train and config.augment
-                                                else None, deterministic=not train, seed=config.seed)
-    else:
-        make = lambda sub, train: mel_dataset(CachedMels(sub, config.trim_silence), spec,
-                                              SpecAugment() if train and config.augment else None,
-                                              deterministic=not train, seed=config.seed)
+
+    def make(sub, train: bool):
+        if config.modality == "video":
+            return face_dataset(CachedFaces(sub), spec, VideoAugment() if train and config.augment else None,
+                                deterministic=not train, seed=config.seed)
+        return mel_dataset(CachedMels(sub, config.trim_silence), spec,
+                           SpecAugment() if train and config.augment else None,
+                           deterministic=not train, seed=config.seed)
     datasets = {name: make(sub, name == "train") for name, sub in part.items()}
     log(f"{cache.root}: {', '.join(f'{n} {len(part[n])} files / {len(d)} samples' for n, d in datasets.items())}")
     if model is None:

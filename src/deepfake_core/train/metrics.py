@@ -35,8 +35,16 @@ def binary_metrics(y_fake, p_fake, threshold: float = 0.5, y_pred=None) -> dict:
     """Accuracy, balanced accuracy, precision, recall, F1 (of FAKE), ROC-AUC, EER, average precision and
     the confusion counts. Predictions are `y_pred` (1 = fake) when given, else P(fake) >= threshold.
     Metrics that need both classes are None when one is missing."""
-    from sklearn.metrics import (accuracy_score, average_precision_score, balanced_accuracy_score,
-                                 confusion_matrix, f1_score, precision_score, recall_score, roc_auc_score)
+    from sklearn.metrics import (
+        accuracy_score,
+        average_precision_score,
+        balanced_accuracy_score,
+        confusion_matrix,
+        f1_score,
+        precision_score,
+        recall_score,
+        roc_auc_score,
+    )
 
     y = np.asarray(y_fake).astype(int)
     p = np.asarray(p_fake, dtype=np.float64)

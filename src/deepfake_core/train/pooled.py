@@ -35,8 +35,7 @@ from ..faces.detect import FaceBox, crop_face
 from ..models.networks import ModelSpec, PooledFeatureClassifier, face_tensor
 from . import sbi
 from .cache import PreparedCache
-from .lofo import (AGGREGATIONS, Sample, balanced_threshold, family_weights, fit_temperature,
-                   lofo_split, video_logits)
+from .lofo import AGGREGATIONS, Sample, balanced_threshold, family_weights, fit_temperature, lofo_split, video_logits
 from .selfblend import BOX_JITTER, LandmarkFinder, box_in_crop, jitter_box
 
 REAL = "real"
@@ -305,7 +304,7 @@ def write_oof(result: LofoResult, path: Path) -> None:
     with open(path, "w", newline="") as f:
         w = csv.writer(f)
         w.writerow(["key", "held_out_family", "label", "logit"])
-        for k, h, yy, zz in zip(keys, fam, y, z):
+        for k, h, yy, zz in zip(keys, fam, y, z, strict=False):
             w.writerow([k, h, "fake" if yy else "real", f"{zz:.5f}"])
 
 

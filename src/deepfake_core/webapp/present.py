@@ -92,7 +92,8 @@ def verdict_sentence(report: Report) -> str:
     if report.verdict in (REAL, FAKE):
         audio = report.modalities.get("audio")
         video = report.modalities.get("video")
-        judged = "the face and the voice" if audio is not None and audio.available else "the face (the voice was not judged)"
+        judged = ("the face and the voice" if audio is not None and audio.available
+                  else "the face (the voice was not judged)")
         if video is not None and not video.available:
             judged = "the voice alone"
         word = "real" if report.verdict == REAL else "manipulated (fake)"
@@ -115,7 +116,8 @@ def ground_truth_outcome(report: Report, truth: str | None) -> tuple[bool | None
     if truth not in (REAL, FAKE):
         return None
     if report.verdict not in (REAL, FAKE):
-        return None, f"You said this video is {truth}; the detector gave no REAL/FAKE call, so it is neither correct nor incorrect."
+        return None, (f"You said this video is {truth}; the detector gave no REAL/FAKE call, "
+                      "so it is neither correct nor incorrect.")
     if report.verdict == truth:
         return True, f"Correct: you said this video is {truth}, and the detector says {report.verdict}."
     return False, f"Incorrect: you said this video is {truth}, but the detector says {report.verdict}."
@@ -133,7 +135,8 @@ def modality_rows(report: Report) -> list[dict]:
         rows.append({
             "name": name, "title": MODALITY_TITLES[name], "available": m.available,
             "p_fake": m.fake_prob, "prediction": m.prediction, "weight": m.weight,
-            "detail": (f"{m.count} {unit} scored" + (f" · fusion weight {m.weight:.2f}" if m.weight is not None else ""))
+            "detail": (f"{m.count} {unit} scored"
+                       + (f" · fusion weight {m.weight:.2f}" if m.weight is not None else ""))
             if m.available else f"not judged: {m.note or 'not available'}",
         })
     if report.fused_real_prob is not None:

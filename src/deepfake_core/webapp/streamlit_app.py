@@ -26,8 +26,17 @@ from deepfake_core.process import configure_process
 
 configure_process()  # this page is an entry point: the OpenMP policy before torch loads (process.py)
 
-from deepfake_core import (AnalysisSettings, CheckpointError, DeepfakeError, Detector, InputError,  # noqa: E402
-                           MediaTooLarge, ModelFilesMissing, SettingsError, UnreadableMedia)
+from deepfake_core import (  # noqa: E402
+    AnalysisSettings,
+    CheckpointError,
+    DeepfakeError,
+    Detector,
+    InputError,
+    MediaTooLarge,
+    ModelFilesMissing,
+    SettingsError,
+    UnreadableMedia,
+)
 from deepfake_core.analysis.load import DetectorOptions  # noqa: E402
 from deepfake_core.analysis.load import load_detector as load_library_detector  # noqa: E402
 from deepfake_core.errors import ModelsDirMissing  # noqa: E402
