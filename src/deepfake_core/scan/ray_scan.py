@@ -32,7 +32,7 @@ import uuid
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
-from ..errors import DeepfakeError, InputError, ModelFilesMissing, SettingsError, WeightsError
+from ..errors import DeepfakeError, InputError, SettingsError, WeightsError
 from ..media.files import MEDIA_EXTENSIONS, check_inputs, iter_media
 from .results import ResultsFile, ScanSummary, scan_record
 
@@ -213,8 +213,10 @@ class Analyser:
 
         try:
             self.detector = load_detector(options)  # load.DetectorOptions
-        except ModelFilesMissing as e:  # its arguments are not its message, so Ray cannot rebuild it: same text
-            raise WeightsError(str(e)) from None
+        except DeepfakeError as e:
+            # Ray rebuilds a worker's error on the driver from its message alone, which ModelFilesMissing and
+            # ModelsDirMissing (a folder missing on the workers) do not take: the same text and exit code
+            raise (WeightsError if e.exit_code == WeightsError.exit_code else InputError)(str(e)) from None
         # the settings by the library's rule, as the local scan makes them
         self.settings, self.notes = self.detector.resolve_settings(given, use_calibration)
         self.jsonl, self.ledger, self.max_attempts = jsonl, ledger, max_attempts
