@@ -183,6 +183,13 @@ class Ledger:
     def counts(self) -> dict[str, int]:
         return dict(self.attempts)
 
+    def load_failed(self, message: str, exit_code: int) -> None:
+        """A worker could not load the models (a models folder or file missing on it): the first such error."""
+        self.load_error = getattr(self, "load_error", None) or (message, exit_code)
+
+    def load_failure(self) -> tuple[str, int] | None:
+        return getattr(self, "load_error", None)
+
 
 def hold_for_test(key: str, attempt: int) -> None:
     """Tests only, when $DEEPFAKE_SCAN_TEST_HOLD names a folder: say which file this worker started (a JSON file
@@ -214,9 +221,13 @@ class Analyser:
         try:
             self.detector = load_detector(options)  # load.DetectorOptions
         except DeepfakeError as e:
-            # Ray rebuilds a worker's error on the driver from its message alone, which ModelFilesMissing and
-            # ModelsDirMissing (a folder missing on the workers) do not take: the same text and exit code
-            raise (WeightsError if e.exit_code == WeightsError.exit_code else InputError)(str(e)) from None
+            # Ray's error for a failed actor start keeps only the text: the driver reads this error, and its exit
+            # code, from the ledger (a models folder or file missing on the workers)
+            import ray
+
+            with contextlib.suppress(ray.exceptions.RayError):
+                ray.get(ledger.load_failed.remote(str(e), e.exit_code))
+            raise
         # the settings by the library's rule, as the local scan makes them
         self.settings, self.notes = self.detector.resolve_settings(given, use_calibration)
         self.jsonl, self.ledger, self.max_attempts = jsonl, ledger, max_attempts
@@ -268,6 +279,18 @@ def _deepfake_cause(error: BaseException) -> DeepfakeError | None:
             return error
         error = getattr(error, "cause", None) or error.__cause__ or error.__context__
     return None
+
+
+def _load_failure(ray, ledger) -> DeepfakeError | None:
+    """The error a worker met loading the models, as the ledger recorded it, with its exit code."""
+    try:
+        failure = ray.get(ledger.load_failure.remote(), timeout=60)
+    except Exception:  # the ledger is gone too: the scan's own error stands
+        return None
+    if failure is None:
+        return None
+    message, exit_code = failure
+    return (WeightsError if exit_code == WeightsError.exit_code else InputError)(message)
 
 
 def check_models(options):
@@ -364,7 +387,7 @@ def _run(ray, todo: list[tuple[str, str]], results: ResultsFile, given, options,
                 if on_row is not None:
                     on_row(row)
         except Exception as e:
-            cause = _deepfake_cause(e)
+            cause = _deepfake_cause(e) or _load_failure(ray, ledger)
             if cause is not None:
                 raise cause from None
             raise
