@@ -235,7 +235,8 @@ class Analyser:
     def __call__(self, batch: dict) -> dict:
         import numpy as np
 
-        records = [json.dumps(self.row(str(key), str(source))) for key, source in zip(batch["path"], batch["source"])]
+        pairs = zip(batch["path"], batch["source"], strict=True)
+        records = [json.dumps(self.row(str(key), str(source))) for key, source in pairs]
         return {"path": np.asarray(batch["path"], dtype=object), "record": np.asarray(records, dtype=object)}
 
     def row(self, key: str, source: str) -> dict:
