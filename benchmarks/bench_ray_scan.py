@@ -2,12 +2,17 @@
 """Videos per minute of `scan --ray` with 1 and 2 workers, and of the local scan, on the same clips in one run.
 
     python benchmarks/bench_ray_scan.py [--clips N] [--seconds S] [--workers 1 2] [--json]
+    python benchmarks/bench_ray_scan.py --nodes 1 2 [--clips N] [--seconds S] [--json]
 
 Generates N clips (a face drifting over a background, a voice-like tone: 640x480, 10 fps, S seconds, H.264/AAC)
 and random-initialised checkpoints in the original layouts (speed does not depend on weight values) next to the
 res10 files from --face-models, all in a temporary folder that is removed afterwards. Starts a local Ray on
 127.0.0.1 with every core of this machine, then for each worker count runs `scan_ray` over the clips (one CPU
 per worker, default analysis settings), and `deepfake-detect scan` without Ray (all cores in one process).
+
+With --nodes K..., instead: for each K a Ray cluster on this machine (ray.cluster_utils.Cluster: a head without
+CPUs and K worker nodes of --cpus-per-node CPUs, all on 127.0.0.1) and one analyser per node, so the rows say how
+the scan scales with nodes when the nodes share this machine's cores (a real cluster's nodes bring their own).
 
 For each it prints the wall time of the whole scan (Ray: the actors' start and model load included), and the
 steady rate: rows after the first one per minute between the first and the last row, i.e. what a long scan
@@ -85,11 +90,32 @@ def bench_ray(clips: list[Path], models: Path, settings: AnalysisSettings, worke
     return {"mode": f"scan --ray, {workers} worker(s) x 1 CPU", "workers": workers, **rates(start, arrivals)}
 
 
+def bench_nodes(clips: list[Path], models: Path, settings: AnalysisSettings, nodes: int, cpus: int,
+                out: Path) -> dict:
+    import ray
+    from ray.cluster_utils import Cluster
+
+    cluster = Cluster(initialize_head=True, head_node_args=dict(num_cpus=0, include_dashboard=False,
+                                                                 node_ip_address="127.0.0.1"))
+    try:
+        for _ in range(nodes):
+            cluster.add_node(num_cpus=cpus, node_ip_address="127.0.0.1")
+        cluster.wait_for_nodes()
+        ray.init(address=cluster.address, logging_level="WARNING")
+        result = bench_ray(clips, models, settings, nodes, out)
+    finally:
+        ray.shutdown()
+        cluster.shutdown()
+    return dict(result, mode=f"scan --ray, {nodes} node(s) x {cpus} CPU, 1 analyser per node", nodes=nodes)
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--clips", type=int, default=8)
     p.add_argument("--seconds", type=float, default=8.0)
     p.add_argument("--workers", type=int, nargs="+", default=[1, 2])
+    p.add_argument("--nodes", type=int, nargs="+", default=None, help="a cluster of K nodes on this machine, each K")
+    p.add_argument("--cpus-per-node", type=int, default=1)
     p.add_argument("--face-models", type=Path, default=ROOT.parent / "shared" / "models")
     p.add_argument("--json", action="store_true")
     args = p.parse_args(argv)
@@ -104,13 +130,20 @@ def main(argv: list[str] | None = None) -> int:
         models = write_random_models(tmp / "models", args.face_models)
         clips = write_clips(tmp / "clips", args.clips, args.seconds)
         results = [bench_local(clips, models, settings)]
-        ray.init(num_cpus=os.cpu_count(), include_dashboard=False, _node_ip_address="127.0.0.1",
-                 _temp_dir=str(tmp / "ray"), logging_level="WARNING")
-        try:
-            for workers in args.workers:
-                results.append(bench_ray(clips, models, settings, workers, tmp / f"ray_{workers}.csv"))
-        finally:
-            ray.shutdown()
+        if args.nodes:
+            os.environ["RAY_TMPDIR"] = str(tmp)  # the clusters' sessions go with the temporary folder
+            for nodes in args.nodes:
+                results.append(bench_nodes(clips, models, settings, nodes, args.cpus_per_node,
+                                           tmp / f"nodes_{nodes}.csv"))
+            args.workers = []
+        if args.workers:
+            ray.init(num_cpus=os.cpu_count(), include_dashboard=False, _node_ip_address="127.0.0.1",
+                     _temp_dir=str(tmp / "ray"), logging_level="WARNING")
+            try:
+                for workers in args.workers:
+                    results.append(bench_ray(clips, models, settings, workers, tmp / f"ray_{workers}.csv"))
+            finally:
+                ray.shutdown()
     result = {
         "machine": {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
                     "python": platform.python_version(), "torch": torch.__version__, "ray": ray.__version__,

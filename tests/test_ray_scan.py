@@ -209,6 +209,16 @@ def test_model_files_missing_on_the_workers_exit_3(local_ray, clips, tmp_path, c
     assert "epoch_007.pt" in capsys.readouterr().err
 
 
+@pytest.mark.slow
+def test_a_models_folder_missing_on_the_workers_is_exit_2(local_ray, clips, tmp_path, capsys):
+    missing = tmp_path / "no_models"  # the driver does not see it either: the workers check it, and say so
+    code = main(["scan", str(clips / "a.mp4"), "--out", str(tmp_path / "r.csv"), "--models-dir", str(missing),
+                 "--ray"])
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert f"the models folder {missing} does not exist" in err and "internal error" not in err
+
+
 def test_deploy_files_agree_on_the_image_and_the_ray_version():
     yaml = pytest.importorskip("yaml", reason="PyYAML comes with the ray extra")
     import re

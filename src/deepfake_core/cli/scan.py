@@ -21,8 +21,8 @@ from .options import given_values
 def register(sub) -> None:
     p = sub.add_parser("scan", help="analyse many videos and audio files (folders are walked) into a CSV or JSONL file")
     p.add_argument("paths", nargs="+", metavar="PATH",
-                   help="video or audio files, or folders "
-                        "(names starting with '-' after --: scan --out r.csv -- -a.mp4)")
+                   help="video or audio files, or folders (names starting with '-' after --: "
+                        "scan --out r.csv -- -a.mp4)")
     p.add_argument("--out", required=True, metavar="FILE",
                    help="results.csv or results.jsonl; a re-run with the same file skips the files already in it")
     p.add_argument("--restart", action="store_true", help="empty --out first and analyse every file again")

@@ -32,7 +32,7 @@ import uuid
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
-from ..errors import DeepfakeError, InputError, SettingsError
+from ..errors import DeepfakeError, InputError, SettingsError, WeightsError
 from ..media.files import MEDIA_EXTENSIONS, check_inputs, iter_media
 from .results import ResultsFile, ScanSummary, scan_record
 
@@ -48,18 +48,6 @@ HOLD_LIMIT_S = 900  # the longest a held attempt waits for the folder's "release
 
 class WorkerDied(DeepfakeError):
     """The worker analysing a file died `max_attempts` times; the file is recorded as failed."""
-
-
-class WorkerLoadError(DeepfakeError):
-    """A worker could not load the models (a models folder or file missing or unreadable on it): its message and
-    exit code, passed to the driver as a record (Ray keeps only the text of an error raised while an actor starts)."""
-
-    def __init__(self, message: str, exit_code: int = 3):
-        super().__init__(message)
-        self.exit_code = exit_code
-
-
-LOAD_ERROR = "__load_error__"  # the key of such a record
 
 
 def scan_ray(paths: Iterable[str | os.PathLike], out: str | os.PathLike, settings=None, *,
@@ -195,6 +183,13 @@ class Ledger:
     def counts(self) -> dict[str, int]:
         return dict(self.attempts)
 
+    def load_failed(self, message: str, exit_code: int) -> None:
+        """A worker could not load the models (a models folder or file missing on it): the first such error."""
+        self.load_error = getattr(self, "load_error", None) or (message, exit_code)
+
+    def load_failure(self) -> tuple[str, int] | None:
+        return getattr(self, "load_error", None)
+
 
 def hold_for_test(key: str, attempt: int) -> None:
     """Tests only, when $DEEPFAKE_SCAN_TEST_HOLD names a folder: say which file this worker started (a JSON file
@@ -223,20 +218,25 @@ class Analyser:
 
         configure_process()  # a Ray worker is a process of its own: before its models load
 
-        self.jsonl, self.ledger, self.max_attempts = jsonl, ledger, max_attempts
-        self.load_error: dict | None = None
         try:
             self.detector = load_detector(options)  # load.DetectorOptions
-            # the settings by the library's rule, as the local scan makes them
-            self.settings, self.notes = self.detector.resolve_settings(given, use_calibration)
-        except DeepfakeError as e:  # every row says so; the driver raises it (exit 2 or 3, its message)
-            self.load_error = {"message": str(e), "exit_code": e.exit_code}
+        except DeepfakeError as e:
+            # Ray's error for a failed actor start keeps only the text: the driver reads this error, and its exit
+            # code, from the ledger (a models folder or file missing on the workers)
+            import ray
+
+            with contextlib.suppress(ray.exceptions.RayError):
+                ray.get(ledger.load_failed.remote(str(e), e.exit_code))
+            raise
+        # the settings by the library's rule, as the local scan makes them
+        self.settings, self.notes = self.detector.resolve_settings(given, use_calibration)
+        self.jsonl, self.ledger, self.max_attempts = jsonl, ledger, max_attempts
 
     def __call__(self, batch: dict) -> dict:
         import numpy as np
 
-        records = [json.dumps({LOAD_ERROR: self.load_error} if self.load_error else self.row(str(key), str(source)))
-                   for key, source in zip(batch["path"], batch["source"], strict=True)]
+        pairs = zip(batch["path"], batch["source"], strict=True)
+        records = [json.dumps(self.row(str(key), str(source))) for key, source in pairs]
         return {"path": np.asarray(batch["path"], dtype=object), "record": np.asarray(records, dtype=object)}
 
     def row(self, key: str, source: str) -> dict:
@@ -280,6 +280,18 @@ def _deepfake_cause(error: BaseException) -> DeepfakeError | None:
             return error
         error = getattr(error, "cause", None) or error.__cause__ or error.__context__
     return None
+
+
+def _load_failure(ray, ledger) -> DeepfakeError | None:
+    """The error a worker met loading the models, as the ledger recorded it, with its exit code."""
+    try:
+        failure = ray.get(ledger.load_failure.remote(), timeout=60)
+    except Exception:  # the ledger is gone too: the scan's own error stands
+        return None
+    if failure is None:
+        return None
+    message, exit_code = failure
+    return (WeightsError if exit_code == WeightsError.exit_code else InputError)(message)
 
 
 def check_models(options):
@@ -370,15 +382,13 @@ def _run(ray, todo: list[tuple[str, str]], results: ResultsFile, given, options,
                 if item["path"] in written:  # a retried task that had already returned
                     continue
                 row = json.loads(item["record"])
-                if LOAD_ERROR in row:  # a worker could not load the models: nothing can be analysed there
-                    raise WorkerLoadError(**row[LOAD_ERROR])
                 results.write(row)
                 written.add(item["path"])
                 errors += row.get("error") is not None
                 if on_row is not None:
                     on_row(row)
         except Exception as e:
-            cause = _deepfake_cause(e)
+            cause = _deepfake_cause(e) or _load_failure(ray, ledger)
             if cause is not None:
                 raise cause from None
             raise

@@ -122,6 +122,9 @@ def check_out(out: Path) -> None:
         raise InputError(f"--out {out} is a folder; give a file name ending in .csv or .jsonl")
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):  # a file where a folder on its way should be
+        raise InputError(f"--out {out} cannot be written (a file stands where its folder should be); choose "
+                         f"another file") from None
     except OSError as e:
         raise InputError(f"--out {out} cannot be written ({e.strerror or e}); choose another file") from None
 
