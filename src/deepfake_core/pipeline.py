@@ -180,7 +180,8 @@ class Detector:
     def describe_models(self) -> dict:
         return {
             # the video dict says how its face scores become one video score (fusion.AGGREGATIONS)
-            "video": dict(self.video.describe(), aggregation=self.video_aggregation) if self.video is not None else None,
+            "video": (dict(self.video.describe(), aggregation=self.video_aggregation)
+                      if self.video is not None else None),
             "audio": self.audio.describe() if self.audio is not None else None,
             "face_detector": {
                 "methods": self.faces.methods,

