@@ -7,7 +7,7 @@
 #
 # Build arguments:
 #   TORCH_INDEX_URL   where torch/torchvision come from: the CPU-only wheels by default; a CUDA build takes
-#                     e.g. https://download.pytorch.org/whl/cu130 (see README, "GPU hosts")
+#                     e.g. https://download.pytorch.org/whl/cu130 (see docs/docker.md, "GPU hosts")
 #   TORCH_VERSION, TORCHVISION_VERSION   the pair the project is tested with
 #   BAKE_MODELS=1     put the model files into the image at build time (default 0: the first start of a
 #                     container downloads them into the /models volume instead)
