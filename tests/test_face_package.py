@@ -116,6 +116,7 @@ def test_pull_installs_them_from_the_package_before_the_network(tmp_path, monkey
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(p.name for p in paths)  # no temporary file left
     assert registry.missing_files(tmp_path) == [registry.registry_entry("video"), registry.registry_entry("audio")]
     assert registry.download_bytes(registry.REGISTRY) == 206_612_875 + 264_347_911  # the originals only
+    assert weights.pull(["face-net", "face-weights"], tmp_path, progress=False) == paths  # already there
     faces, _ = load_face_detector(tmp_path, [])
     assert faces.source == registry.FACE_FOLDER_SOURCE
     flip_last_byte(tmp_path / CAFFEMODEL.installs_as)

