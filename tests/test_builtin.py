@@ -62,6 +62,7 @@ def test_original_choice_without_the_file_names_it(tmp_path, fake_builtin, face_
 def test_analyze_without_models_dir_uses_builtin_and_says_so(tmp_path, fake_builtin, face_video, capsys,
                                                              monkeypatch):
     monkeypatch.chdir(tmp_path)  # no ./models here
+    (tmp_path / "empty").mkdir()  # a named folder must exist (tests/test_models_dir.py)
     monkeypatch.setenv("DEEPFAKE_MODELS_DIR", str(tmp_path / "empty"))
     code = main(["analyze", str(face_video), "--json", "--frame-skip", "20", "--abstain-below", "0.5"])
     out, _ = capsys.readouterr()
@@ -70,7 +71,7 @@ def test_analyze_without_models_dir_uses_builtin_and_says_so(tmp_path, fake_buil
     assert report["models"]["video"]["name"] == "test-builtin"
     assert report["models"]["video"]["architecture"] == "tf_efficientnet_lite0"
     assert report["models"]["video"]["file"] == registry.BUILTIN_VIDEO_FILE
-    assert any("built-in model" in note for note in report["notes"])
+    assert report["notes"][0].startswith("video judged by the built-in model") and "no original" in report["notes"][0]
     assert report["verdict"] in ("REAL", "FAKE")
 
 
@@ -153,6 +154,7 @@ def test_shipped_model_judges_offline_with_an_empty_models_folder(tmp_path, face
     path = registry.builtin_video_file()
     assert path is not None, "the built-in video model ships with the package (docs/MODEL_CARD.md)"
     monkeypatch.chdir(tmp_path)
+    (tmp_path / "empty").mkdir()
     monkeypatch.setenv("DEEPFAKE_MODELS_DIR", str(tmp_path / "empty"))
     code = main(["analyze", str(face_video), "--json", "--frame-skip", "10"])
     out, _ = capsys.readouterr()

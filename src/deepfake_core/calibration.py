@@ -1,8 +1,9 @@
 """A calibration: temperatures and a threshold fitted on labelled validation videos (`deepfake-detect
 calibrate`), stored as `calibration.json` next to the model files and tied to those files' sha256.
 
-`analyze`, `scan` and `evaluate` apply it by default to every value the user did not set explicitly; a
-calibration fitted for other model files is ignored, with a note in the report. Light: no torch import.
+`analyze`, `scan`, `evaluate`, the page, the API and the Ray scan apply it by default to every value the user did
+not set explicitly (`Detector.resolve_settings`); a calibration fitted for other model files is ignored, with a note
+in the report. Light: no torch import.
 """
 
 from __future__ import annotations
@@ -112,21 +113,29 @@ def find_calibration(models_dir: str | os.PathLike, video_sha256: str,
 
 
 def apply_calibration(settings, calibration: Calibration, explicit: set[str] | frozenset = frozenset(),
-                      source: str = CALIBRATION_FILE) -> tuple[object, str | None]:
+                      source: str = CALIBRATION_FILE, take_fusion: bool = False) -> tuple[object, str | None]:
     """(settings with the calibrated values the user did not set in `explicit`, a note naming what was
-    used, or None when nothing was). The threshold applies only to the fusion it was fitted for."""
-    changes, skipped = {}, []
+    used, or None when nothing was). The threshold applies only to the fusion it was fitted for. `take_fusion`:
+    with neither the fusion nor the threshold in `explicit`, the calibration's fusion comes with its threshold
+    (the rule of `Detector.resolve_settings`)."""
+    changes: dict = {}
+    if (take_fusion and calibration.fusion and calibration.threshold is not None
+            and not {"fusion", "threshold"} & set(explicit) and calibration.fusion != settings.fusion):
+        changes["fusion"] = calibration.fusion
+    fusion = changes.get("fusion", settings.fusion)
+    skipped = []
     for name, value in calibration.values().items():
         if name in explicit:
             continue
-        if name == "threshold" and calibration.fusion and calibration.fusion != settings.fusion:
-            skipped.append(f"its threshold was fitted for fusion {calibration.fusion}, not {settings.fusion}")
+        if name == "threshold" and calibration.fusion and calibration.fusion != fusion:
+            skipped.append(f"its threshold was fitted for fusion {calibration.fusion}, not {fusion}")
             continue
         changes[name] = value
     if not changes:
         return settings, (f"{source}: not used ({'; '.join(skipped)})" if skipped else None)
     settings = settings.replace(**changes, calibration=source)
-    used = ", ".join(f"{k.replace('_', ' ')} {v:.4g}" for k, v in changes.items())
+    used = ", ".join(f"{k.replace('_', ' ')} {v:.4g}" if isinstance(v, float) else f"{k} {v}"
+                     for k, v in changes.items())
     note = f"calibrated by {source}: {used}"
     if calibration.details.get("data"):
         note += f" (fitted on {calibration.details['data']})"

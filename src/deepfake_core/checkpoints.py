@@ -10,10 +10,13 @@ Accepted forms:
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
 import pickle
+import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -119,7 +122,8 @@ def read_state_dict(path: str | os.PathLike, sha256: str | None = None) -> dict[
         except Exception as e:
             raise CheckpointError(f"{path.name}: not a readable safetensors file: {e}") from e
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
+        with quiet_unpickler():
+            obj = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
         obj = _load_pinned_with_inert_globals(path, e, sha256)
     except Exception as e:  # torch.load raises many types on a damaged or foreign file
@@ -127,12 +131,22 @@ def read_state_dict(path: str | os.PathLike, sha256: str | None = None) -> dict[
     return _extract_state_dict(obj, path)
 
 
+@contextlib.contextmanager
+def quiet_unpickler() -> Iterator[None]:
+    """torch.load without its warning about a pickle protocol other than its own: a foreign or damaged file
+    prints it before our error says what is wrong, and a good file loads the same without it."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Detected pickle protocol", category=UserWarning)
+        yield
+
+
 def _load_pinned_with_inert_globals(path: Path, error: Exception, sha256: str | None):
     """A file that `weights_only=True` refuses. Only a file pinned in the registry (the published
     checkpoints) is retried, with each offending global replaced by an inert placeholder class:
     nothing named in the file is ever imported or called."""
     try:
-        unsafe = torch.serialization.get_unsafe_globals_in_checkpoint(str(path))
+        with quiet_unpickler():
+            unsafe = torch.serialization.get_unsafe_globals_in_checkpoint(str(path))
     except Exception:
         unsafe = []
     if not unsafe:
@@ -148,7 +162,7 @@ def _load_pinned_with_inert_globals(path: Path, error: Exception, sha256: str | 
         ) from error
     placeholders = [(_inert_class(name), name) for name in unsafe]
     try:
-        with torch.serialization.safe_globals(placeholders):
+        with torch.serialization.safe_globals(placeholders), quiet_unpickler():
             return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:
         raise CheckpointError(f"{path.name} (pinned as {entry.name!r}) could not be read safely: {e}") from e

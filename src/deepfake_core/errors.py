@@ -7,6 +7,7 @@ DeepfakeError
 │   ├── MediaTooLarge     over a configured size, duration or frame-size limit
 │   └── AnalysisTimeout   the analysis ran past its wall-clock budget
 ├── SettingsError         an invalid option (exit code 2)
+│   └── ModelsDirMissing  the models folder named by --models-dir or DEEPFAKE_MODELS_DIR does not exist
 ├── CheckpointError       a model file that does not fit or cannot be read safely (exit code 3)
 └── WeightsError          model files missing, corrupt or not downloadable (exit code 3)
     ├── ModelFilesMissing files the detector needs are not in the models directory
@@ -45,6 +46,11 @@ class SettingsError(DeepfakeError, ValueError):
     def __init__(self, message: str, field: str | None = None):
         super().__init__(message)
         self.field = field  # the setting at fault, when one is (the CLI names its option)
+
+
+class ModelsDirMissing(SettingsError):
+    """The models folder the user named (--models-dir, DEEPFAKE_MODELS_DIR) does not exist: a typo is not taken
+    for an empty folder (which would leave the built-in model to judge)."""
 
 
 class AnalysisTimeout(InputError):

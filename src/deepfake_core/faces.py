@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import sys
+import tempfile
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -11,8 +15,9 @@ import numpy as np
 
 from . import registry
 from .errors import CheckpointError
+from .model_files import installed_model_file
 from .registry import (FACE_CAFFEMODELS, FACE_FOLDER_SOURCE, FACE_PACKAGE, FACE_PACKAGE_SOURCE, FACE_PACKAGE_VERSION,
-                       FACE_PROTOTXT, first_existing)
+                       FACE_PROTOTXT)
 
 DNN_INPUT = 300  # pixels: res10 SSD's training input side; frames are resized to this shorter side
 DNN_MEAN = (104.0, 177.0, 123.0)  # BGR mean subtracted by the res10 SSD
@@ -75,6 +80,28 @@ class FaceBox:
         return asdict(self)
 
 
+@contextlib.contextmanager
+def native_stderr(printed: list[str]) -> Iterator[None]:
+    """Capture what native code writes to file descriptor 2 during the block (OpenCV's bundled protobuf prints a
+    damaged file's parse error there, before the exception that says the same; no Python hook silences it);
+    appended to `printed` when the block ends. Process-wide while it lasts: only around short calls."""
+    sys.stderr.flush()
+    try:
+        saved = os.dup(2)
+    except OSError:  # no descriptor 2 (a daemon): nothing to capture
+        yield
+        return
+    with tempfile.TemporaryFile() as sink:
+        os.dup2(sink.fileno(), 2)
+        try:
+            yield
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            sink.seek(0)
+            printed.append(sink.read(1 << 16).decode("utf-8", "replace"))
+
+
 class DnnFaceDetector:
     """OpenCV's res10 300x300 SSD (Caffe), as the original ran it: by cv2.dnn, or by OpenVINO (its network
     rebuilt in PyTorch and converted, res10_ov) after `use_openvino`."""
@@ -84,10 +111,21 @@ class DnnFaceDetector:
     def __init__(self, prototxt: str | os.PathLike, caffemodel: str | os.PathLike,
                  confidence: float = DNN_CONFIDENCE, min_size: int = MIN_FACE):
         _require_opencv4("dnn")
+        printed: list[str] = []
         try:
-            self.net = cv2.dnn.readNetFromCaffe(str(prototxt), str(caffemodel))
+            with native_stderr(printed):  # protobuf prints a damaged file's parse error before OpenCV raises
+                self.net = cv2.dnn.readNetFromCaffe(str(prototxt), str(caffemodel))
         except cv2.error as e:
-            raise CheckpointError(f"cannot load the res10 face detector from {prototxt} and {caffemodel}: {e}") from e
+            # which file: OpenCV names the reader that failed (text: the prototxt, binary: the caffemodel)
+            bad = {"TextFile": prototxt, "BinaryFile": caffemodel}.get(
+                next((k for k in ("TextFile", "BinaryFile") if k in str(e)), ""), f"{prototxt} or {caffemodel}")
+            said = " ".join(printed[0].split()).rpartition("] ")[2] if printed else ""  # after "[libprotobuf ...]"
+            detail = f"not a Caffe file OpenCV can parse{': ' + said[:200] if said else ''}"
+            raise CheckpointError(f"the res10 face detector file {bad} cannot be read ({detail}); replace it "
+                                  f"with a good copy: deepfake-detect weights pull face-net face-weights "
+                                  f"--models-dir {Path(caffemodel).parent}") from None
+        if printed and printed[0].strip():  # loaded after all: nothing it said is lost
+            sys.stderr.write(printed[0])
         if self.net.empty():
             raise CheckpointError(f"the res10 face detector in {caffemodel} is empty")
         self.files = (Path(prototxt), Path(caffemodel))
@@ -276,10 +314,11 @@ def load_face_detector(directory: Path, notes: list[str]) -> tuple[HybridFaceDet
     neither, the Haar cascade alone, and a WARNING line saying so and naming the fix is added to `notes` (as is
     a line when the package's files are refused). `source` on the detector says where res10 came from.
     Returns it and the res10 files it loaded."""
-    prototxt = directory / FACE_PROTOTXT
-    caffemodel = first_existing(directory, FACE_CAFFEMODELS)
+    # a file that is there but cannot be one (a folder, a broken link, empty) is an error, not a reason for Haar
+    prototxt = installed_model_file(directory, (FACE_PROTOTXT,))
+    caffemodel = installed_model_file(directory, FACE_CAFFEMODELS)
     haar = HaarFaceDetector()
-    if prototxt.is_file() and caffemodel is not None:
+    if prototxt is not None and caffemodel is not None:
         dnn = DnnFaceDetector(prototxt, caffemodel)
         return HybridFaceDetector(dnn, haar, FACE_FOLDER_SOURCE), [prototxt, caffemodel]
     try:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -17,11 +17,11 @@ from .context import Progress
 from .errors import CheckpointError
 from .faces import DNN_INPUT, FaceBox, HybridFaceDetector, load_face_detector
 from .fusion import AGGREGATIONS
-from .model_files import choose_audio_model, choose_video_model, files_missing
+from .model_files import choose_audio_model, choose_video_model, files_missing, named_models_dir
 from .models import blank_input, is_speech_model
-from .registry import (AUDIO_FILES, AUDIO_MODEL_CARD, BUILTIN_AUDIO_FILE, BUILTIN_VIDEO_FILE, MODEL_CARD, VIDEO_FILES,
-                       models_dir_candidates, resolve_models_dir)
-from .report import Report
+from .registry import (AUDIO_FILES, AUDIO_MODEL_CARD, BUILTIN_AUDIO_FILE, BUILTIN_VIDEO_FILE, MODEL_CARD,
+                       PULL_COMMAND, VIDEO_FILES, models_dir_candidates, resolve_models_dir)
+from .report import BUILTIN_VIDEO_NOTE, Report
 from .runtime import make_runner, pick_device, pick_precision, pick_runtime
 from .settings import RUNTIMES, AnalysisSettings, check_choice
 from .version import __version__
@@ -116,11 +116,13 @@ class Detector:
         shape compiles first). `warmup`: run each network once now rather than in the first analysis.
         `runtime`: what runs the networks: auto (OpenVINO on a CPU when the `openvino` extra is installed, else
         PyTorch), torch or openvino (CPU only; converted once per model file, cached in ~/.cache).
-        Raises ModelFilesMissing, CheckpointError or SettingsError.
+        Raises ModelsDirMissing (a named models folder that does not exist), ModelFilesMissing, CheckpointError
+        (an installed file that cannot be read, model_files.py) or SettingsError.
         """
         check_choice("runtime", runtime, RUNTIMES)  # before the seconds of loading
-        directory = resolve_models_dir(models_dir)
-        searched = [str(p) for p in models_dir_candidates(models_dir)]
+        named = named_models_dir(models_dir)  # a named folder that does not exist: ModelsDirMissing
+        directory = resolve_models_dir(named)
+        searched = [str(p) for p in models_dir_candidates(named)]
         notes = []
         video_path, video_choice = choose_video_model(video_model, directory)
         audio_path, audio_choice = choose_audio_model(audio_model, directory)
@@ -137,12 +139,15 @@ class Detector:
             notes.append(f"faces not judged: the video model ({VIDEO_FILES[-1]}) is not in {directory}")
         else:
             video.metadata.setdefault("choice", video_choice)
-        if video_choice == "builtin" and video is not None:
+        if video_choice == "builtin" and video is not None:  # the first line of every report (report.FIRST_NOTES)
             status = video.metadata.get("status", "")
-            notes.append(f"video judged by the built-in model ({video.metadata.get('name', BUILTIN_VIDEO_FILE)})"
-                         f"{', EXPERIMENTAL' if status == 'experimental' else ''}: "
-                         f"{video.metadata.get('summary', 'trained by this project')}; what it catches and misses "
-                         f"is measured in {MODEL_CARD}")
+            why = ("as asked (--video-model builtin)" if video_model else
+                   f"no original checkpoint ({VIDEO_FILES[-1]}) is installed in {directory}; {PULL_COMMAND} "
+                   f"installs it")
+            notes.insert(0, f"{BUILTIN_VIDEO_NOTE} ({video.metadata.get('name', BUILTIN_VIDEO_FILE)})"
+                         f"{', EXPERIMENTAL' if status == 'experimental' else ''}, {why} "
+                         f"({video.metadata.get('summary', 'trained by this project')}; what it catches and misses "
+                         f"is measured in {MODEL_CARD})")
         audio = audio_missing = None
         if audio_path is not None:
             audio = load_model(audio_path, "audio")
@@ -161,20 +166,61 @@ class Detector:
         return cls(video, audio, faces, dev, pick_precision(precision, dev), directory, notes, face_files,
                    compile=compile, warmup=warmup, runtime=runtime, audio_missing=audio_missing)
 
-    def default_settings(self, explicit: set[str] | frozenset = frozenset(),
-                         settings: AnalysisSettings | None = None) -> AnalysisSettings:
-        """`settings` (default AnalysisSettings()) with the values the loaded built-in models carry, for the
-        fields not in `explicit`: the audio temperature fitted for the built-in audio model, and the fusion
-        chosen for the built-in models (their metadata: "temperature", "default_fusion")."""
-        settings = settings or AnalysisSettings()
-        changes = {}
+    def model_defaults(self) -> dict:
+        """The setting values the loaded model files carry: the audio temperature fitted for the built-in audio
+        model and the fusion chosen for it (its metadata: "temperature", "default_fusion")."""
+        out: dict = {}
         if self.audio is not None and is_speech_model(self.audio.spec):
             meta = self.audio.metadata
-            if "audio_temperature" not in explicit and settings.calibration is None and "temperature" in meta:
-                changes["audio_temperature"] = float(meta["temperature"])
-            if "fusion" not in explicit and meta.get("default_fusion"):
-                changes["fusion"] = meta["default_fusion"]
+            if "temperature" in meta:
+                out["audio_temperature"] = float(meta["temperature"])
+            if meta.get("default_fusion"):
+                out["fusion"] = meta["default_fusion"]
+        return out
+
+    def default_settings(self, explicit: set[str] | frozenset = frozenset(),
+                         settings: AnalysisSettings | None = None) -> AnalysisSettings:
+        """`settings` (default AnalysisSettings()) with the model files' own values (`model_defaults`) for the
+        fields not in `explicit` (the audio temperature only when no calibration was applied)."""
+        settings = settings or AnalysisSettings()
+        changes = {k: v for k, v in self.model_defaults().items() if k not in explicit
+                   and not (k == "audio_temperature" and settings.calibration is not None)}
         return settings.replace(**changes) if changes else settings
+
+    def resolve_settings(self, given: Mapping[str, object] | AnalysisSettings | None = None,
+                         use_calibration: bool = True) -> tuple[AnalysisSettings, list[str]]:
+        """(the settings an analysis runs with, the notes its report carries after the load notes): the one rule
+        every front end follows (the commands, the page, the API, the Ray scan), so that one file gets the same
+        verdict everywhere.
+
+        `given`: the values the user set ({field: value}; an AnalysisSettings counts the fields that differ from
+        the defaults as set). Each field not given takes, in order:
+        1. the models folder's calibration.json, when it was fitted for these model files (unless
+           `use_calibration` is False): the temperatures and the threshold. With neither the fusion nor the
+           threshold given, the calibration's fusion comes with its threshold (which was fitted for it); a
+           threshold fitted for another fusion than the one in use is not applied (the note says so);
+        2. the model files' own values (`model_defaults`: the built-in audio model's fusion and temperature);
+        3. AnalysisSettings' default.
+        Raises SettingsError for an invalid given value."""
+        if isinstance(given, AnalysisSettings):
+            default = AnalysisSettings().to_dict()
+            given = {k: v for k, v in given.to_dict().items() if v != default[k]}
+        given = dict(given or {})
+        settings = self.default_settings(set(given), AnalysisSettings(**given))
+        notes: list[str] = []
+        if use_calibration and self.video is not None:
+            from .calibration import apply_calibration, find_calibration
+
+            calibration, path, note = find_calibration(self.models_dir, self.video.sha256,
+                                                       self.audio.sha256 if self.audio is not None else None)
+            if calibration is not None:
+                settings, note = apply_calibration(settings, calibration, set(given), str(path), take_fusion=True)
+                if (settings.calibration is not None and calibration.audio_temperature is None
+                        and "audio_temperature" not in given):  # it was fitted with the default temperature
+                    settings = settings.replace(audio_temperature=AnalysisSettings().audio_temperature)
+            if note:
+                notes.append(note)
+        return settings, notes
 
     # ----------------------------------------------------------------------------------------------
     def describe_models(self) -> dict:

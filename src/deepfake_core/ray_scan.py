@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import csv
+import dataclasses
 import json
 import logging
 import os
@@ -74,18 +75,23 @@ def add_ray_options(p: argparse.ArgumentParser) -> None:
 
 
 def cmd_scan_ray(args: argparse.Namespace) -> int:
-    from .cli.common import EXIT_OK, settings_from_args
+    from .cli.common import EXIT_OK, detector_options, settings_from_args
+    from .cli.options import given_values
+    from .settings import AnalysisSettings
 
-    options = {name: getattr(args, name, None) for name in (
-        "models_dir", "device", "precision", "video_model", "compile", "no_calibration",
-        "audio_temperature", "video_temperature", "threshold")}
+    settings_from_args(args)  # a bad option is named before Ray starts
+    options = detector_options(args)
     if args.models_dir is None or Path(args.models_dir).is_dir():
         # A models folder this machine sees too (a shared one): a missing file is reported here, at once, before
         # Ray starts. A folder only the workers have (baked into their image) is checked by them.
         from .model_files import find_model_files
 
-        find_model_files(args.models_dir, args.video_model)
-    summary = _scan(args.paths, Path(args.out), settings_from_args(args), options, address=args.ray,
+        files = find_model_files(options.models_dir, options.video_model, options.audio_model)
+        if files.video_choice == "builtin" and not options.video_model:
+            print(f"note: video judged by the built-in model: no original checkpoint is installed in "
+                  f"{files.directory} (deepfake-detect weights pull installs it)", file=sys.stderr)
+    summary = _scan(args.paths, Path(args.out), given_values(args, AnalysisSettings), options,
+                    use_calibration=not args.no_calibration, address=args.ray,
                     workers=args.ray_workers, gpus_per_worker=args.ray_gpus_per_worker,
                     cpus_per_worker=args.ray_cpus_per_worker, max_attempts=args.ray_max_attempts,
                     quiet=args.quiet)
@@ -109,12 +115,12 @@ def scan_ray(paths: Iterable[str | os.PathLike], out: str | os.PathLike, setting
     Raises InputError (bad --out, no inputs), SettingsError (Ray missing, bad option) and the errors of
     `Detector.load` (model files missing on the workers).
     """
-    from .settings import AnalysisSettings
+    from .load import DetectorOptions
 
-    options = dict(models_dir=models_dir, device=device, precision=precision, video_model=video_model,
-                   compile=compile, no_calibration=not calibration, audio_temperature=None,
-                   video_temperature=None, threshold=None)
-    return _scan([str(p) for p in paths], Path(out), settings or AnalysisSettings(), options, address=address,
+    options = DetectorOptions(models_dir=models_dir, device=device, precision=precision, video_model=video_model,
+                              compile=compile)
+    # the settings' fields that differ from the defaults count as given (Detector.resolve_settings)
+    return _scan([str(p) for p in paths], Path(out), settings, options, use_calibration=calibration, address=address,
                  workers=workers, gpus_per_worker=gpus_per_worker, cpus_per_worker=cpus_per_worker,
                  max_attempts=max_attempts, quiet=True, on_row=on_row)
 
@@ -281,18 +287,18 @@ class Ledger:
 class Analyser:
     """One actor of the pool: loads the models once, then turns batches of files into rows (JSON strings)."""
 
-    def __init__(self, options: dict, settings, jsonl: bool, ledger, max_attempts: int):
-        from .cli.common import calibrated_settings, load_detector
+    def __init__(self, options, given, use_calibration: bool, jsonl: bool, ledger, max_attempts: int):
+        from .load import load_detector
         from .process import configure_process
 
         configure_process()  # a Ray worker is a process of its own: before its models load
 
-        args = argparse.Namespace(**options)
         try:
-            self.detector = load_detector(args)
+            self.detector = load_detector(options)  # load.DetectorOptions
         except ModelFilesMissing as e:  # its arguments are not its message, so Ray cannot rebuild it: same text
             raise WeightsError(str(e)) from None
-        self.settings, self.notes = calibrated_settings(args, settings, self.detector)
+        # the settings by the library's rule, as the local scan makes them
+        self.settings, self.notes = self.detector.resolve_settings(given, use_calibration)
         self.jsonl, self.ledger, self.max_attempts = jsonl, ledger, max_attempts
 
     def __call__(self, batch: dict) -> dict:
@@ -345,7 +351,7 @@ def _deepfake_cause(error: BaseException) -> DeepfakeError | None:
     return None
 
 
-def _scan(paths: list[str], out: Path, settings, options: dict, *, address: str | None, workers: int,
+def _scan(paths: list[str], out: Path, given, options, *, use_calibration: bool, address: str | None, workers: int,
           gpus_per_worker: float, cpus_per_worker: float, max_attempts: int, quiet: bool,
           on_row: Callable[[dict], None] | None = None) -> ScanSummary:
     check_out(out)
@@ -358,11 +364,9 @@ def _scan(paths: list[str], out: Path, settings, options: dict, *, address: str 
     todo = [(key, source) for key, source in inputs if key not in done]
     if not todo:
         return ScanSummary(out, len(inputs), len(inputs), 0, 0)
-    options = dict(options)
-    if options.get("models_dir"):  # the same folder on every worker (a shared or baked-in path)
-        options["models_dir"] = os.path.abspath(options["models_dir"])
-    if options.get("device") == "auto" and not gpus_per_worker:
-        options["device"] = "cpu"  # a worker uses the GPU it reserved, none otherwise
+    options = options.absolute()  # the same folder on every worker (a shared or baked-in path)
+    if options.device == "auto" and not gpus_per_worker:
+        options = dataclasses.replace(options, device="cpu")  # a worker uses the GPU it reserved, none otherwise
     started = not ray.is_initialized()
     if started:
         ray.init(address=None if address in (None, "auto") else address, logging_level=logging.WARNING)
@@ -380,7 +384,8 @@ def _scan(paths: list[str], out: Path, settings, options: dict, *, address: str 
             Analyser, batch_size=1, batch_format="numpy", compute=ray.data.ActorPoolStrategy(size=workers),
             num_cpus=cpus_per_worker,
             num_gpus=gpus_per_worker or None,
-            fn_constructor_kwargs=dict(options=options, settings=settings, jsonl=out.suffix == ".jsonl",
+            fn_constructor_kwargs=dict(options=options, given=given, use_calibration=use_calibration,
+                                       jsonl=out.suffix == ".jsonl",
                                        ledger=ledger, max_attempts=max_attempts))
         try:
             for item in dataset.iter_rows():

@@ -29,6 +29,12 @@ REASONS = {
 }
 
 
+# Notes said right under the verdict (the summary's second line, the JSON's first keys hold all notes): who judged
+# when it was not the original model the user may expect.
+BUILTIN_VIDEO_NOTE = "video judged by the built-in model"
+FIRST_NOTES = (BUILTIN_VIDEO_NOTE,)
+
+
 @dataclass
 class ModalityResult:
     available: bool  # False when this modality could not be judged (see `note`)
@@ -124,6 +130,7 @@ class Report:
             "verdict": self.verdict,
             "reason": self.reason,
             "explanation": self.explanation,
+            "notes": list(self.notes),  # near the top: who judged, what could not be judged
             "confidence": self.confidence,
             "fused_real_prob": self.fused_real_prob,
             "threshold": self.threshold,
@@ -136,7 +143,6 @@ class Report:
             "timings": self.timings,
             "settings": self.settings,
             "models": self.models,
-            "notes": list(self.notes),
             "file": self.file,
         }
         if self.explanations:
@@ -163,6 +169,8 @@ class Report:
         unofficial = unofficial_models(self.models)
         if unofficial:
             lines[-1] += f"   ({unofficial_sentence(unofficial)})"
+        first = [note for note in self.notes if note.startswith(FIRST_NOTES)]
+        lines += [f"  note:        {note}" for note in first]
         if self.reason:
             lines.append(f"  why:         {self.explanation}")
         if self.confidence is not None:
@@ -198,8 +206,7 @@ class Report:
             files = [e.file for e in self.explanations if e.file]
             lines.append(f"  explained:   {len(self.explanations)} most suspicious face(s), Grad-CAM"
                          + (f": {', '.join(files)}" if files else " (overlays in the --json report)"))
-        for note in self.notes:
-            lines.append(f"  note:        {note}")
+        lines += [f"  note:        {note}" for note in self.notes if note not in first]
         return "\n".join(lines)
 
 

@@ -18,7 +18,6 @@ import time
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import SimpleNamespace
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -125,17 +124,13 @@ def parse_options(given: dict) -> dict:
 
 
 def settings_for(options: dict, detector):
-    """(AnalysisSettings, notes for the report) as `deepfake-detect analyze` makes them: the options given,
-    the models folder's calibration for the calibrated values not given (unless no_calibration)."""
-    from ..cli.common import calibrated_settings
-
+    """(AnalysisSettings, notes for the report) by the library's rule, as `deepfake-detect analyze` makes them
+    (`Detector.resolve_settings`): the options given, the models folder's calibration (unless no_calibration)."""
     try:
-        settings = AnalysisSettings(**{k: options[k] for k in SETTING_OPTIONS if k in options})
+        return detector.resolve_settings({k: options[k] for k in SETTING_OPTIONS if k in options},
+                                         use_calibration=not options.get("no_calibration", False))
     except SettingsError as e:
         raise ApiError(400, "bad_settings", str(e)) from e
-    args = SimpleNamespace(no_calibration=options.get("no_calibration", False),
-                           **{k: options.get(k) for k in ("audio_temperature", "video_temperature", "threshold")})
-    return calibrated_settings(args, settings, detector)
 
 
 def load_api_keys(env_value: str | None, path: str | None) -> frozenset[str]:

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
-from .common import EXIT_OK, add_analysis_options, calibrated_settings, load_detector, progress_bar, settings_from_args
-from .files import is_audio_file
+from ..load import load_detector
+from ..media_files import is_audio_file
+from .common import EXIT_OK, add_analysis_options, detector_options, progress_bar, resolved_settings, settings_from_args
 
 
 def register(sub) -> None:
@@ -37,8 +37,8 @@ def cmd_analyze(args: argparse.Namespace) -> int:
 
         check_top_k(args.explain_faces)
     check_exists(args.video)  # a missing file, a dangling link or a link loop, before the models load
-    detector = load_detector(args, voice_only=settings.audio_only or is_audio_file(Path(args.video)))
-    settings, notes = calibrated_settings(args, settings, detector)
+    detector = load_detector(detector_options(args), voice_only=settings.audio_only or is_audio_file(args.video))
+    settings, notes = resolved_settings(args, detector)
     update, close = progress_bar(not args.quiet and sys.stderr.isatty())
     try:
         report = detector.analyze(args.video, settings, progress=update, notes=notes)

@@ -9,8 +9,9 @@ from pathlib import Path
 
 from ..api import DEFAULT_HOST, DEFAULT_MAX_UPLOAD_MB, DEFAULT_PORT, KEYS_ENV, NEEDS
 from ..errors import InputError
+from ..load import load_detector
 from ..serve import check_port
-from .common import EXIT_INPUT, add_model_options, load_detector, missing_extra, shown_host
+from .common import EXIT_INPUT, add_model_options, detector_options, missing_extra, shown_host
 
 
 def register(subparsers) -> None:
@@ -66,7 +67,7 @@ def cmd_api(args: argparse.Namespace) -> int:
         return EXIT_INPUT
     config = config_from_args(args)
     check_port(args.host, args.port)
-    detector = load_detector(args)  # missing or broken model files stop here, with exit code 3
+    detector = load_detector(detector_options(args))  # missing or broken model files stop here, with exit code 3
 
     import uvicorn
 

@@ -1,5 +1,5 @@
-"""What the subcommands share: exit codes, the model and analysis options, loading the detector, the
-settings an analysis runs with, the progress bar, the manifest options of the training commands."""
+"""What the subcommands share: exit codes, the model and analysis options (turned into the library's
+DetectorOptions and given settings), the progress bar, the manifest options of the training commands."""
 
 from __future__ import annotations
 
@@ -8,8 +8,9 @@ import sys
 from collections.abc import Callable
 
 from ..errors import InputError
+from ..load import DetectorOptions, load_detector
 from ..settings import DEVICES, PRECISIONS, RUNTIMES, AnalysisSettings
-from .options import add_options, build
+from .options import add_options, build, given_values
 
 EXIT_OK, EXIT_INTERNAL, EXIT_INPUT, EXIT_MODELS = 0, 1, 2, 3
 
@@ -54,43 +55,25 @@ def add_analysis_options(p: argparse.ArgumentParser) -> None:
 
 
 def settings_from_args(args: argparse.Namespace) -> AnalysisSettings:
-    """The AnalysisSettings the options name (the defaults for those not given)."""
+    """The AnalysisSettings the options name (the defaults for those not given): checked before the models load."""
     return build(AnalysisSettings, args)
 
 
 # -- the detector and its settings -------------------------------------------------------------------------
-def calibrated_settings(args: argparse.Namespace, settings, detector) -> tuple[object, list[str]]:
-    """(`settings` with the models folder's calibration.json applied to the values not given on the command
-    line (unless --no-calibration), the notes for the reports: `Detector.analyze(..., notes=)`). The report
-    names the calibration in its settings and a note. A calibration fitted for other model files is ignored,
-    with a note."""
-    explicit_model = {name for name in ("audio_temperature", "fusion") if getattr(args, name, None) is not None}
-    if getattr(args, "no_calibration", False) or detector.video is None:
-        return detector.default_settings(explicit_model, settings), []
-    from ..calibration import CALIBRATED_FIELDS, apply_calibration, find_calibration
-
-    calibration, path, note = find_calibration(detector.models_dir, detector.video.sha256,
-                                               detector.audio.sha256 if detector.audio is not None else None)
-    if calibration is not None:
-        explicit = {name for name in CALIBRATED_FIELDS if getattr(args, name, None) is not None}
-        settings, note = apply_calibration(settings, calibration, explicit, str(path))
-    notes = [note] if note else []
-    return detector.default_settings(explicit_model, settings), notes
+def detector_options(args: argparse.Namespace) -> DetectorOptions:
+    """The model options given (load.DetectorOptions; a command without some of them gets their defaults)."""
+    return DetectorOptions(models_dir=args.models_dir, device=getattr(args, "device", "auto"),
+                           precision=getattr(args, "precision", "auto"), video_model=getattr(args, "video_model", None),
+                           audio_model=getattr(args, "audio_model", None), runtime=getattr(args, "runtime", "auto"),
+                           compile=getattr(args, "compile", False))
 
 
-def load_detector(args: argparse.Namespace, voice_only: bool = False):
-    """The detector the options name; `voice_only` (audio files or --audio-only): no video model needed."""
-    if not voice_only:
-        from ..model_files import find_model_files
-
-        # Missing files are reported before the pipeline imports PyTorch (seconds)
-        find_model_files(args.models_dir, getattr(args, "video_model", None))
-    from ..pipeline import Detector
-
-    return Detector.load(args.models_dir, device=args.device, precision=args.precision,
-                         video_model=getattr(args, "video_model", None),
-                         audio_model=getattr(args, "audio_model", None), compile=getattr(args, "compile", False),
-                         runtime=getattr(args, "runtime", "auto"), video_optional=voice_only)
+def resolved_settings(args: argparse.Namespace, detector) -> tuple[AnalysisSettings, list[str]]:
+    """(settings, notes for the reports) by the library's rule (`Detector.resolve_settings`): the options given,
+    then the models folder's calibration.json (unless --no-calibration), the model files' own values, the
+    defaults."""
+    return detector.resolve_settings(given_values(args, AnalysisSettings),
+                                     use_calibration=not getattr(args, "no_calibration", False))
 
 
 def progress_bar(enabled: bool) -> tuple[Callable[[float, str], None], Callable[[], None]]:
@@ -154,4 +137,4 @@ def labelled_run(args: argparse.Namespace):
     the models load)."""
     settings = settings_from_args(args)
     media = read_media(args, args.labels)
-    return settings, media, load_detector(args)
+    return settings, media, load_detector(detector_options(args))

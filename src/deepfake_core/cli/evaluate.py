@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from .common import add_analysis_options, add_data_options, calibrated_settings, labelled_run
+from .common import add_analysis_options, add_data_options, labelled_run, resolved_settings
 
 
 def register(sub) -> None:
@@ -25,7 +25,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     settings, media, detector = labelled_run(args)
     from ..train.evaluate import evaluate, summary_lines  # after the checks above: it imports torch
 
-    settings, notes = calibrated_settings(args, settings, detector)
+    settings, notes = resolved_settings(args, detector)
     result = evaluate(detector, media, args.out, settings, group_by=args.group_by, progress=not args.quiet,
                       data_name=str(args.labels), notes=notes)
     for line in summary_lines(result.summary):

@@ -2,35 +2,18 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 from ..errors import InputError
+from ..media_files import AUDIO_EXTENSIONS, VIDEO_EXTENSIONS, is_audio_file, iter_media
 
-VIDEO_EXTENSIONS = {".mp4", ".m4v", ".mov", ".avi", ".mkv", ".webm", ".mpg", ".mpeg", ".wmv", ".flv", ".3gp", ".ts"}
-AUDIO_EXTENSIONS = {".wav", ".flac", ".mp3", ".m4a", ".aac", ".ogg", ".opus", ".oga", ".wma"}  # voice-only reports
-
-
-def is_audio_file(path: Path) -> bool:
-    return path.suffix.lower() in AUDIO_EXTENSIONS
-
+__all__ = ["AUDIO_EXTENSIONS", "SCAN_FIELDS", "VIDEO_EXTENSIONS", "check_writable", "is_audio_file", "iter_videos",
+           "scan_record", "scan_row"]
 
 SCAN_FIELDS = ["file", "path", "verdict", "reason", "confidence", "fused_real_prob", "video_p_fake",
                "audio_p_fake", "faces", "tracks", "audio_windows", "duration_s", "seconds", "error"]
 
-
-def iter_videos(paths: list[str]):
-    """Files given directly, and video and audio files found by walking folders (sorted)."""
-    for name in paths:
-        p = Path(name)
-        if p.is_dir():
-            for root, dirs, files in os.walk(p):
-                dirs.sort()
-                for f in sorted(files):
-                    if Path(f).suffix.lower() in VIDEO_EXTENSIONS | AUDIO_EXTENSIONS:
-                        yield Path(root) / f
-        else:
-            yield p
+iter_videos = iter_media  # the name the scans use
 
 
 def scan_row(path: Path | str, report=None, error: Exception | None = None) -> dict:

@@ -10,8 +10,9 @@ import sys
 from pathlib import Path
 
 from ..errors import InputError
+from ..load import load_detector
 from ..ray_scan import add_ray_options, cmd_scan_ray
-from .common import EXIT_OK, add_analysis_options, calibrated_settings, load_detector, settings_from_args
+from .common import EXIT_OK, add_analysis_options, detector_options, resolved_settings, settings_from_args
 from .files import SCAN_FIELDS, check_writable, is_audio_file, iter_videos, scan_record
 
 
@@ -38,8 +39,14 @@ def cmd_scan(args: argparse.Namespace) -> int:
     videos = list(iter_videos(args.paths))
     if not videos:
         raise InputError(f"no video files found in {', '.join(args.paths)}")
-    detector = load_detector(args, voice_only=settings.audio_only or all(is_audio_file(v) for v in videos))
-    settings, notes = calibrated_settings(args, settings, detector)
+    detector = load_detector(detector_options(args),
+                             voice_only=settings.audio_only or all(is_audio_file(v) for v in videos))
+    settings, notes = resolved_settings(args, detector)
+    from ..report import FIRST_NOTES
+
+    for note in detector.load_notes:  # who judges, when it is not the original model, before any row
+        if note.startswith(FIRST_NOTES):
+            print(f"note: {note}", file=sys.stderr)
     errors = 0
     with open(out, "w", newline="", encoding="utf-8") as f:
         writer = csv.DictWriter(f, fieldnames=SCAN_FIELDS) if out.suffix == ".csv" else None

@@ -26,11 +26,12 @@ import numpy as np
 from ..audio import OVERLAP, SAMPLE_RATE, WINDOW_S, log_mel, read_audio, stream_windows, zero_pad
 from ..errors import DeepfakeError, InputError, NoVideoStream
 from ..faces import HybridFaceDetector, crop_face
+from ..media_files import IMAGE_EXTENSIONS
 from ..settings import AnalysisSettings
 from ..video import DecodeStats, probe, read_frames, sample_indices
 from .cache import CACHE_FORMAT, CACHE_JSON, item_file, read_item_info, write_index, write_item
 from .config import PrepareOptions
-from .data import IMAGE_EXTENSIONS, LabelledMedia
+from .data import LabelledMedia
 
 SILENCE_TOP_DB = 40.0  # dB below the track's peak that counts as silence (librosa.effects.trim)
 

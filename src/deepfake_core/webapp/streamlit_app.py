@@ -28,12 +28,15 @@ configure_process()  # this page is an entry point: the OpenMP policy before tor
 
 from deepfake_core import (AnalysisSettings, CheckpointError, DeepfakeError, Detector, InputError,  # noqa: E402
                            MediaTooLarge, ModelFilesMissing, SettingsError, UnreadableMedia, registry, weights)
-from deepfake_core.calibration import find_calibration  # noqa: E402
+from deepfake_core.errors import ModelsDirMissing  # noqa: E402
+from deepfake_core.load import DetectorOptions  # noqa: E402
+from deepfake_core.load import load_detector as load_library_detector  # noqa: E402
+from deepfake_core.media_files import is_audio_file, upload_types  # noqa: E402
+from deepfake_core.model_files import named_models_dir  # noqa: E402
 from deepfake_core.settings import widget_fields  # noqa: E402
 from deepfake_core.webapp import present  # noqa: E402
 
-AUDIO_UPLOAD_TYPES = ["wav", "flac", "mp3", "m4a", "ogg", "opus"]  # judged by the voice alone
-UPLOAD_TYPES = ["mp4", "avi", "mov", "mkv", "webm", *AUDIO_UPLOAD_TYPES]
+UPLOAD_TYPES = upload_types()  # the extensions the commands take (media_files.py); audio files: the voice alone
 MB = 1024 * 1024  # bytes
 COPY_CHUNK = 8 * MB  # bytes copied per write when saving an upload
 log = logging.getLogger("deepfake_core.webapp")
@@ -56,12 +59,10 @@ VIDEO_MODEL_LABELS = {AUTO_MODEL: "automatic", "original": "original (FakeAVCele
 
 # -- models ----------------------------------------------------------------------------------------------
 @st.cache_resource(show_spinner="Loading the models (once per server)…", max_entries=4)
-def load_detector(models_dir: str, device: str, precision: str, video_model: str | None = None,
-                  runtime: str = "auto") -> Detector:
-    """One Detector per (models folder, device, precision, video model, runtime), shared by every session. A
-    failed load is not cached, so fixing the files and reloading the page retries."""
-    return Detector.load(models_dir, device=device, precision=precision, video_model=video_model, runtime=runtime,
-                         video_optional=True)  # audio uploads need no face model
+def load_detector(options: DetectorOptions, models_dir: str) -> Detector:
+    """One Detector per (options, the models folder they resolve to now), shared by every session. A failed load
+    is not cached, so fixing the files and reloading the page retries."""
+    return load_library_detector(options, voice_only=True)  # audio uploads need no face model
 
 
 def video_model_choices(models_dir: str) -> list[str]:
@@ -84,24 +85,6 @@ def video_model_picker(models_dir: str) -> str | None:
     return None if choice == AUTO_MODEL else choice
 
 
-def calibration_defaults(detector: Detector) -> tuple[dict, str | None]:
-    """(the calibrated values for this detector's model files, a line saying where they come from), from
-    the models folder's calibration.json, as `deepfake-detect analyze` applies it. ({}, note) when there is
-    none or it belongs to other model files."""
-    audio_sha = detector.audio.sha256 if detector.audio is not None else None
-    built_in = {k: v for k, v in detector.default_settings().to_dict().items()
-                if k in ("fusion", "audio_temperature") and v != getattr(AnalysisSettings(), k)}
-    if detector.video is None:
-        return built_in, None
-    calibration, path, note = find_calibration(detector.models_dir, detector.video.sha256, audio_sha)
-    if calibration is None:
-        return built_in, note
-    values = dict(calibration.values(), calibration=str(path))
-    if calibration.fusion and calibration.threshold is not None:
-        values["fusion"] = calibration.fusion  # its threshold was fitted for this fusion
-    return values, f"Defaults calibrated by {path.name}: {calibration.describe()}"
-
-
 def model_config() -> tuple[str, str, str]:
     models_dir = registry.resolve_models_dir(None).expanduser().resolve()
     return str(models_dir), os.environ.get("DEEPFAKE_DEVICE", "auto"), os.environ.get("DEEPFAKE_PRECISION", "auto")
@@ -111,7 +94,13 @@ def get_detector(video_model: str | None = None) -> Detector | None:
     """The shared Detector, or None after showing why it cannot be loaded and what to do."""
     models_dir, device, precision = model_config()
     try:
-        return load_detector(models_dir, device, precision, video_model, os.environ.get("DEEPFAKE_RUNTIME", "auto"))
+        named = named_models_dir(None)  # DEEPFAKE_MODELS_DIR naming a folder that does not exist: ModelsDirMissing
+        options = DetectorOptions(models_dir=str(named) if named else None, device=device, precision=precision,
+                                  video_model=video_model, runtime=os.environ.get("DEEPFAKE_RUNTIME", "auto"))
+        return load_detector(options, models_dir)
+    except ModelsDirMissing as e:
+        st.error(f"**The models folder does not exist.** {e}\n\nSet DEEPFAKE_MODELS_DIR to the folder holding the "
+                 f"model files (or use `deepfake-detect serve --models-dir DIR`).", icon=":material/error:")
     except ModelFilesMissing as e:
         missing_models_panel(e)
     except CheckpointError as e:
@@ -197,21 +186,26 @@ def model_status(detector: Detector) -> None:
 
 
 # -- settings --------------------------------------------------------------------------------------------
-def settings_panel(calibrated: dict | None = None, calibration_line: str | None = None) -> dict:
-    """The sidebar settings, as keyword arguments for AnalysisSettings plus the ground-truth label.
-    `calibrated` (from calibration_defaults) sets the starting values, as `analyze` uses them by default."""
-    calibrated = calibrated or {}
-    d = AnalysisSettings().replace(**{k: v for k, v in calibrated.items()
-                                      if k in ("fusion", "audio_temperature", "video_temperature", "threshold")})
+def settings_panel(defaults: AnalysisSettings, lines: list[str]) -> dict:
+    """The sidebar settings, as AnalysisSettings values by field name, plus the ground-truth label. `defaults`
+    (Detector.resolve_settings: the calibration and the model files' own values, as `analyze` uses them)
+    sets the starting values; `lines` (its notes) are shown under them."""
     with st.sidebar:
-        settings = {f.name: setting_widget(f, getattr(d, f.name)) for f in widget_fields(AnalysisSettings)}
+        settings = {f.name: setting_widget(f, getattr(defaults, f.name)) for f in widget_fields(AnalysisSettings)}
         truth = st.selectbox("Ground truth (optional)", [NO_TRUTH, "REAL", "FAKE"], help=HELP["truth"],
                              key="truth")
-        if calibration_line:
-            st.caption(calibration_line)
-    if "calibration" in calibrated:
-        settings.update(video_temperature=d.video_temperature, calibration=calibrated["calibration"])
+        for line in lines:
+            st.caption(line)
     return {"settings": settings, "truth": None if truth == NO_TRUTH else truth}
+
+
+def page_settings(defaults: AnalysisSettings, notes: list[str], chosen: dict, cap_mb: int
+                  ) -> tuple[AnalysisSettings, list[str]]:
+    """(the settings an upload is analysed with, the notes its report carries): `defaults` with the values set on
+    the page; a value changed from its default is named in a note."""
+    changed = [f"{name} {value}" for name, value in chosen.items() if value != getattr(defaults, name)]
+    notes = list(notes) + ([f"set on the page: {', '.join(changed)}"] if changed else [])
+    return defaults.replace(**chosen, max_file_mb=float(cap_mb)), notes
 
 
 def setting_widget(f, value):
@@ -229,9 +223,9 @@ def setting_widget(f, value):
                              format_func=(w.labels or {}).get)
     else:
         cast = type(f.default)  # int or float
-        low, high = cast(w.low), cast(w.high)
+        value = cast(value)
+        low, high = min(cast(w.low), value), max(cast(w.high), value)  # a calibrated value outside stays as it is
         step = None if w.step is None else cast(w.step)
-        value = min(max(cast(value), low), high)
         if w.kind == "slider":
             value = st.slider(w.label, low, high, value, step, help=w.help, key=f.name, disabled=not on)
         else:
@@ -245,8 +239,8 @@ def upload_cap_mb() -> int:
 
 
 # -- analysis --------------------------------------------------------------------------------------------
-def analyse_upload(detector: Detector, uploaded, settings_kwargs: dict, cap_mb: int,
-                   explain: bool = False) -> dict | None:
+def analyse_upload(detector: Detector, uploaded, resolved: tuple[AnalysisSettings, list[str]], chosen: dict,
+                   cap_mb: int, explain: bool = False) -> dict | None:
     """Save the upload to its own temporary file, analyse it (and with `explain`, Grad-CAM its most suspicious
     faces), remove the file (on every path). Returns the session's result, or None after showing an error with
     its remedy."""
@@ -256,7 +250,7 @@ def analyse_upload(detector: Detector, uploaded, settings_kwargs: dict, cap_mb: 
                  f"raise the limit (`deepfake-detect serve --max-upload-mb N`).", icon=":material/error:")
         return None
     try:
-        settings = AnalysisSettings(**settings_kwargs, max_file_mb=float(cap_mb))
+        settings, notes = page_settings(*resolved, chosen, cap_mb)
     except SettingsError as e:
         st.error(f"**Invalid setting.** {e}", icon=":material/error:")
         return None
@@ -275,13 +269,13 @@ def analyse_upload(detector: Detector, uploaded, settings_kwargs: dict, cap_mb: 
             bar.progress(min(max(float(fraction), 0.0), 1.0), text=message)
 
         # the report names the upload, not the temporary file
-        report = detector.analyze(path, settings, progress=progress, display_name=uploaded.name)
+        report = detector.analyze(path, settings, progress=progress, display_name=uploaded.name, notes=notes)
         if explain and report.timeline:
             from deepfake_core.explain import explain_report
 
             bar.progress(1.0, text="Explaining the most suspicious faces…")
             explain_report(detector, path, report)
-        return {"file_id": uploaded.file_id, "report": report, "settings": settings_kwargs,
+        return {"file_id": uploaded.file_id, "report": report, "settings": chosen,
                 "json": report.to_json(), "csv": report.timeline_csv()}
     except ModelFilesMissing as e:
         missing_models_panel(e)
@@ -453,8 +447,8 @@ def main() -> None:
                "Settings are in the sidebar (» on a phone).")
     st.sidebar.header("Settings", anchor=False)
     detector = get_detector(video_model_picker(model_config()[0]))
-    calibrated, calibration_line = calibration_defaults(detector) if detector is not None else ({}, None)
-    chosen = settings_panel(calibrated, calibration_line)
+    resolved = detector.resolve_settings() if detector is not None else (AnalysisSettings(), [])
+    chosen = settings_panel(*resolved)
     if detector is not None:
         model_status(detector)
     cap_mb = upload_cap_mb()
@@ -468,7 +462,7 @@ def main() -> None:
         return
     video, action = st.columns([3, 2], vertical_alignment="center")
     with video:
-        if Path(uploaded.name).suffix.lower()[1:] in AUDIO_UPLOAD_TYPES:
+        if is_audio_file(uploaded.name):
             st.audio(uploaded, format=uploaded.type or "audio/wav")
         else:
             st.video(uploaded, format=uploaded.type or "video/mp4")
@@ -480,7 +474,7 @@ def main() -> None:
         explain = st.toggle("Explain the face scores", key="explain", help=HELP["explain"])
     if clicked and detector is not None:
         st.session_state.pop("result", None)
-        result = analyse_upload(detector, uploaded, chosen["settings"], cap_mb, explain=explain)
+        result = analyse_upload(detector, uploaded, resolved, chosen["settings"], cap_mb, explain=explain)
         if result is not None:
             st.session_state["result"] = result
     if result is not None:
