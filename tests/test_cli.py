@@ -96,6 +96,8 @@ def test_the_servers_start_up_line_names_the_model_that_will_judge(tmp_path, mon
                     f"sha256 {registry.BUILTIN_SHA256[:12]}); the original checkpoints (471.0 MB) are optional: "
                     f"deepfake-detect weights pull --models-dir {tmp_path}")
     (tmp_path / "epoch_007.pt").write_bytes(b"")
+    assert judging_line(tmp_path).startswith(f"note: model file {tmp_path / 'epoch_007.pt'} is empty")
+    (tmp_path / "epoch_007.pt").write_bytes(b"a checkpoint")
     assert judging_line(tmp_path) == f"video judged by the original model {tmp_path / 'epoch_007.pt'}"
     (tmp_path / "epoch_007.pt").unlink()
     monkeypatch.setattr(registry, "BUILTIN_DIR", tmp_path / "no-builtin")

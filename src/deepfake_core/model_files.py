@@ -158,7 +158,7 @@ def judging_line(models_dir: str | os.PathLike | None = None, video_model: str |
     directory = resolve_models_dir(models_dir)
     try:
         path, which = choose_video_model(video_model, directory)
-    except WeightsError as e:
+    except (WeightsError, CheckpointError) as e:  # no built-in model, an unreadable file: the page says it too
         return f"note: {e}"
     if path is None or not path.is_file():
         return (f"note: no video model in {directory}; the page says how to get it "
