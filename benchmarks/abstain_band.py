@@ -26,9 +26,9 @@ from deepfake_core import AnalysisSettings, Detector  # noqa: E402
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
-from deepfake_core.cli.files import iter_videos  # noqa: E402
-from deepfake_core.models import build_audio_model, build_video_model  # noqa: E402
-from deepfake_core.registry import FACE_CAFFEMODELS, FACE_PROTOTXT  # noqa: E402
+from deepfake_core.media.files import iter_media  # noqa: E402
+from deepfake_core.models.networks import build_audio_model, build_video_model  # noqa: E402
+from deepfake_core.models.registry import FACE_CAFFEMODELS, FACE_PROTOTXT  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -54,7 +54,7 @@ def main(argv=None) -> int:
     p.add_argument("--max-samples", type=int, default=20)
     p.add_argument("--face-models", type=Path, default=ROOT.parent / "shared" / "models")
     args = p.parse_args(argv)
-    videos = list(iter_videos(args.paths))
+    videos = list(iter_media(args.paths))
     settings = AnalysisSettings(abstain_below=None, max_samples=args.max_samples)
     rows = []
     for seed in range(args.seeds):

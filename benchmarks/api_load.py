@@ -43,7 +43,7 @@ def write_random_models(directory: Path, face_models: Path) -> None:
 
     import torch
 
-    from deepfake_core.models import build_audio_model, build_video_model
+    from deepfake_core.models.networks import build_audio_model, build_video_model
 
     torch.manual_seed(0)
     torch.save({"model_state_dict": build_video_model().state_dict()}, directory / "epoch_007.pt")

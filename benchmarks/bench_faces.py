@@ -35,7 +35,7 @@ import numpy as np
 import itertools
 import time
 
-from deepfake_core.faces import (DNN_CONFIDENCE, DNN_MEAN, MIN_FACE, DnnFaceDetector, FaceBox, HaarFaceDetector,
+from deepfake_core.faces.detect import (DNN_CONFIDENCE, DNN_MEAN, MIN_FACE, DnnFaceDetector, FaceBox, HaarFaceDetector,
                                  HybridFaceDetector, assign_tracks)
 
 VIDEO_SUFFIXES = {".mp4", ".mpg", ".mov", ".avi", ".webm", ".mkv"}
@@ -94,7 +94,7 @@ def measure(detector, clips: list[list[np.ndarray]]) -> dict:
 def product_frames(path: Path) -> list[np.ndarray]:
     """The frames the product samples with the default settings (every 5th, at most 60)."""
     from deepfake_core.settings import AnalysisSettings
-    from deepfake_core.video import probe, read_frames, sample_indices
+    from deepfake_core.media.video import probe, read_frames, sample_indices
 
     s = AnalysisSettings()
     info = probe(path, s)
@@ -116,8 +116,8 @@ def _track_stats(boxes: list[list[FaceBox]]) -> tuple[int, int]:
 
 def measure_reuse(detector: HybridFaceDetector, files: list[Path], configs: list[dict]) -> dict:
     """Per config: full detection on every sampled frame against the reuse rule (see the module docstring)."""
-    from deepfake_core.faces import iou
-    from deepfake_core.tracking import FaceReuse
+    from deepfake_core.faces.detect import iou
+    from deepfake_core.faces.tracking import FaceReuse
 
     stats = {i: Counter(reused_frames=0, count_differs=0) for i in range(len(configs))}
     ious = {i: [] for i in range(len(configs))}

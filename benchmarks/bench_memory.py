@@ -80,8 +80,8 @@ def write_8k(path: Path, frames: int = 60) -> Path:
 def random_models(directory: Path) -> Path:
     import torch
 
-    from deepfake_core.models import build_audio_model, build_video_model
-    from deepfake_core.registry import FACE_CAFFEMODELS, FACE_PROTOTXT
+    from deepfake_core.models.networks import build_audio_model, build_video_model
+    from deepfake_core.models.registry import FACE_CAFFEMODELS, FACE_PROTOTXT
 
     torch.manual_seed(0)
     torch.save({"model_state_dict": build_video_model().state_dict()}, directory / "epoch_007.pt")
@@ -98,7 +98,7 @@ def run_case(name: str, media: dict, budget: float) -> dict:
     result = {"case": name}
     start = time.perf_counter()
     if name.startswith("4h_audio_decode"):
-        from deepfake_core.audio import audio_chunks, mel_batches, read_audio
+        from deepfake_core.media.audio import audio_chunks, mel_batches, read_audio
 
         source = read_audio(media["wav"]) if name.endswith("whole") else audio_chunks(media["wav"])
         windows = 0

@@ -65,14 +65,14 @@ import av  # noqa: E402
 import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
-from deepfake_core.audio import mel_windows, read_audio
-from deepfake_core.context import STAGES, StageTimer
-from deepfake_core.faces import DnnFaceDetector, HaarFaceDetector, HybridFaceDetector, crop_face
-from deepfake_core.fusion import fuse
-from deepfake_core.models import build_audio_model, build_video_model, face_tensor
-from deepfake_core.timeline import match_windows
+from deepfake_core.media.audio import mel_windows, read_audio
+from deepfake_core.analysis.context import STAGES, StageTimer
+from deepfake_core.faces.detect import DnnFaceDetector, HaarFaceDetector, HybridFaceDetector, crop_face
+from deepfake_core.analysis.fusion import fuse
+from deepfake_core.models.networks import build_audio_model, build_video_model, face_tensor
+from deepfake_core.analysis.timeline import match_windows
 from deepfake_core.train.demo import encode_mono
-from deepfake_core.video import apply_rotation, probe, sample_indices
+from deepfake_core.media.video import apply_rotation, probe, sample_indices
 
 ROOT = Path(__file__).resolve().parents[1]
 FACE_FILES = ("deploy.prototxt", "res10_300x300_ssd_iter_140000_fp16.caffemodel")

@@ -32,7 +32,7 @@ configure_process()  # first: the OpenMP wait policy before torch loads (process
 from deepfake_core import AnalysisSettings, Detector, scan_ray  # noqa: E402
 
 import torch  # noqa: E402
-from deepfake_core.models import build_audio_model, build_video_model  # noqa: E402
+from deepfake_core.models.networks import build_audio_model, build_video_model  # noqa: E402
 from deepfake_core.train.demo import demo_frames, demo_voice, write_clip  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]

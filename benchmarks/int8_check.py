@@ -35,12 +35,12 @@ import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from PIL import Image  # noqa: E402
-from deepfake_core.checkpoints import load_model  # noqa: E402
-from deepfake_core.faces import crop_face, load_face_detector  # noqa: E402
-from deepfake_core.fusion import video_p_fake  # noqa: E402
-from deepfake_core.models import face_tensor  # noqa: E402
-from deepfake_core.registry import builtin_video_file  # noqa: E402
-from deepfake_core.video import probe, read_frames, sample_indices  # noqa: E402
+from deepfake_core.models.checkpoints import load_model  # noqa: E402
+from deepfake_core.faces.detect import crop_face, load_face_detector  # noqa: E402
+from deepfake_core.analysis.fusion import video_p_fake  # noqa: E402
+from deepfake_core.models.networks import face_tensor  # noqa: E402
+from deepfake_core.models.registry import builtin_video_file  # noqa: E402
+from deepfake_core.media.video import probe, read_frames, sample_indices  # noqa: E402
 
 VIDEO_SUFFIXES = {".mp4", ".mpg", ".mov", ".avi", ".webm", ".mkv"}
 FRAMES_PER_CLIP = 2
@@ -81,7 +81,7 @@ def to_input(crops_rgb: np.ndarray, spec) -> torch.Tensor:
 
 def quantise(loaded, crops_rgb: np.ndarray):
     import nncf
-    from deepfake_core.ov_runtime import convert
+    from deepfake_core.models.ov_runtime import convert
 
     model = convert(loaded.module, loaded.spec.input_size)
     data = [to_input(crops_rgb[i:i + 1], loaded.spec).numpy() for i in range(len(crops_rgb))]
@@ -137,8 +137,8 @@ def main(argv=None) -> int:
     p.add_argument("--json", action="store_true")
     args = p.parse_args(argv)
     import openvino as ov
-    from deepfake_core.ov_runtime import OpenVinoRunner, convert
-    from deepfake_core.runtime import TorchRunner
+    from deepfake_core.models.ov_runtime import OpenVinoRunner, convert
+    from deepfake_core.models.runtime import TorchRunner
 
     loaded = load_model(builtin_video_file(), "video")
     crops = calibration_crops(args.train, args.models_dir, args.work / f"calibration_{args.crops}.npy", args.crops)

@@ -16,7 +16,10 @@ import numpy as np
 import pytest
 import torch
 
+from deepfake_core.offline import no_telemetry
 from deepfake_core.train.demo import encode_mono
+
+no_telemetry()  # tests that import openvino themselves (importorskip) send no usage event either
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_MODELS = Path(os.environ.get("DEEPFAKE_TEST_FACE_MODELS", ROOT.parent / "shared" / "models"))
@@ -99,7 +102,7 @@ def save_original_checkpoints(directory: Path, seed: int = 0, video_prefix: str 
     """Random-initialised models saved as the original project saved them:
     video `epoch_007.pt` as a dict with model_state_dict (+ optimiser-like plain data), audio
     `best_audio_xception.pth` as {epoch, model_state_dict, optimizer_state_dict, val_loss, val_acc}."""
-    from deepfake_core.models import build_audio_model, build_video_model
+    from deepfake_core.models.networks import build_audio_model, build_video_model
 
     torch.manual_seed(seed)
     video, audio = build_video_model().eval(), build_audio_model().eval()
@@ -185,8 +188,8 @@ LITE_SPEC_ARGS = ("tf_efficientnet_lite0", "video", "linear", 64, (0.5, 0.5, 0.5
 def lite_models(tmp_path_factory) -> tuple[Path, Path]:
     """(models folder, video model file): the res10 files and a random tf_efficientnet_lite0 at 64 px, no
     audio model: a detector that analyses in a fraction of the original models' time (API and load tests)."""
-    from deepfake_core.checkpoints import save_safetensors
-    from deepfake_core.models import ModelSpec, build_model
+    from deepfake_core.models.checkpoints import save_safetensors
+    from deepfake_core.models.networks import ModelSpec, build_model
 
     face_files_dir()
     directory = tmp_path_factory.mktemp("lite_models")

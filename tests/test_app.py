@@ -15,7 +15,7 @@ from streamlit import config as st_config
 from streamlit.testing.v1 import AppTest
 
 from deepfake_core.cli import build_parser, main
-from deepfake_core.serve import DEFAULT_MAX_UPLOAD_MB, SERVER_OPTIONS, streamlit_flags
+from deepfake_core.webapp.server import DEFAULT_MAX_UPLOAD_MB, SERVER_OPTIONS, streamlit_flags
 from deepfake_core.webapp import PAGE
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -166,7 +166,7 @@ def test_upload_over_the_cap_is_refused(page, upload_tmp):
 
 
 def test_missing_models_show_the_pull_command(tmp_path, monkeypatch, face_video):
-    from deepfake_core import registry
+    from deepfake_core.models import registry
 
     monkeypatch.setattr(registry, "BUILTIN_DIR", tmp_path / "no-builtin")  # an installation without a built-in model
     monkeypatch.setenv("DEEPFAKE_MODELS_DIR", str(tmp_path))
@@ -183,7 +183,7 @@ def test_missing_models_show_the_pull_command(tmp_path, monkeypatch, face_video)
 def test_pull_button_downloads_the_missing_files_and_loads_them(tmp_path, monkeypatch, original_models):
     """The button runs the library's pull for the missing files into the page's models folder (here the
     download is replaced by copying test checkpoints: the real files are hundreds of MB), then loads them."""
-    from deepfake_core import registry, weights
+    from deepfake_core.models import registry, weights
 
     monkeypatch.setattr(registry, "BUILTIN_DIR", tmp_path / "no-builtin")  # an installation without a built-in model
     models = tmp_path / "models"
@@ -255,8 +255,8 @@ def test_calibration_sets_the_defaults_as_analyze_does(tmp_path, monkeypatch, or
     """A calibration.json fitted for these model files sets the starting values, names itself in the
     sidebar, and reaches the report; one fitted for other files is ignored."""
     from conftest import face_files_dir
-    from deepfake_core.calibration import Calibration
-    from deepfake_core.registry import sha256_file
+    from deepfake_core.models.calibration import Calibration
+    from deepfake_core.models.registry import sha256_file
 
     face_files_dir()
     models = tmp_path / "models"
@@ -289,7 +289,7 @@ def test_calibration_sets_the_defaults_as_analyze_does(tmp_path, monkeypatch, or
 
 
 def test_video_model_picker_offers_what_is_installed(original_models, monkeypatch):
-    from deepfake_core import registry
+    from deepfake_core.models import registry
     from deepfake_core.webapp import streamlit_app
 
     choices = streamlit_app.video_model_choices(str(original_models))

@@ -5,7 +5,7 @@ import torch
 import torch.nn.functional as F
 
 from conftest import tone, write_audio_only, write_video, moving_face_frames
-from deepfake_core.audio import mel_windows, read_audio
+from deepfake_core.media.audio import mel_windows, read_audio
 
 
 def reference_windows(y: np.ndarray, sr: int = 16000):
@@ -83,7 +83,7 @@ def test_read_audio_only_file(tmp_path):
 def test_streamed_windows_are_the_spans_whatever_the_chunks(seconds, chunk_s):
     """One windowing loop: a track given chunk by chunk is cut at exactly `window_spans`' spans (the original
     rule, or the speech model's with min_track_s), each window holding the track's own samples."""
-    from deepfake_core.audio import stream_windows, window_spans
+    from deepfake_core.media.audio import stream_windows, window_spans
 
     y = np.random.default_rng(0).standard_normal(int(seconds * 16000)).astype(np.float32)
     step = int(chunk_s * 16000)

@@ -9,11 +9,12 @@ import pytest
 import torch
 
 from conftest import face_files_dir, moving_face_frames, write_video
-from deepfake_core import AnalysisSettings, registry
-from deepfake_core.checkpoints import load_model, read_safetensors_metadata, save_safetensors
+from deepfake_core import AnalysisSettings
+from deepfake_core.models import registry
+from deepfake_core.models.checkpoints import load_model, read_safetensors_metadata, save_safetensors
 from deepfake_core.cli import main
-from deepfake_core.models import ModelSpec, build_model, build_video_model, face_tensor
-from deepfake_core.pipeline import Detector, choose_video_model
+from deepfake_core.models.networks import ModelSpec, build_model, build_video_model, face_tensor
+from deepfake_core.analysis.pipeline import Detector, choose_video_model
 
 LITE0_SMALL = ModelSpec("tf_efficientnet_lite0", "video", "linear", 64, (0.5, 0.5, 0.5), (0.5, 0.5, 0.5))
 
@@ -79,7 +80,7 @@ def test_analyze_without_models_dir_uses_builtin_and_says_so(tmp_path, fake_buil
 def test_loader_builds_the_architecture_each_file_names(tmp_path):
     lite = save_lite0(tmp_path / "lite.safetensors", seed=3)
     xception = build_video_model().eval()
-    from deepfake_core.models import ORIGINAL_VIDEO
+    from deepfake_core.models.networks import ORIGINAL_VIDEO
 
     save_safetensors(xception, ORIGINAL_VIDEO, tmp_path / "xception.safetensors")
     a = load_model(tmp_path / "lite.safetensors")

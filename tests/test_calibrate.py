@@ -6,7 +6,7 @@ import json
 import numpy as np
 import pytest
 
-from deepfake_core.calibration import Calibration, apply_calibration, read_calibration
+from deepfake_core.models.calibration import Calibration, apply_calibration, read_calibration
 from deepfake_core.cli import main
 from deepfake_core.errors import SettingsError
 from deepfake_core.settings import AnalysisSettings

@@ -5,10 +5,10 @@ import pytest
 import torch
 
 from conftest import save_original_checkpoints
-from deepfake_core import checkpoints, registry
-from deepfake_core.checkpoints import load_model, save_safetensors
+from deepfake_core.models import checkpoints, registry
+from deepfake_core.models.checkpoints import load_model, save_safetensors
 from deepfake_core.errors import CheckpointError
-from deepfake_core.models import ORIGINAL_AUDIO, ORIGINAL_VIDEO, build_video_model, face_tensor
+from deepfake_core.models.networks import ORIGINAL_AUDIO, ORIGINAL_VIDEO, build_video_model, face_tensor
 
 
 @pytest.fixture(scope="module")

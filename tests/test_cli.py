@@ -74,7 +74,7 @@ def test_python_m_and_console_script(original_models, faceless_video):
 
 
 def test_summary_says_whether_the_models_are_the_published_files(capsys, original_models, face_video, monkeypatch):
-    from deepfake_core import registry
+    from deepfake_core.models import registry
 
     assert main(["analyze", str(face_video), "--models-dir", str(original_models), "--max-samples", "2"]) == 0
     out, _ = capsys.readouterr()
@@ -88,8 +88,8 @@ def test_summary_says_whether_the_models_are_the_published_files(capsys, origina
 
 
 def test_the_servers_start_up_line_names_the_model_that_will_judge(tmp_path, monkeypatch):
-    from deepfake_core import registry
-    from deepfake_core.model_files import judging_line
+    from deepfake_core.models import registry
+    from deepfake_core.models.model_files import judging_line
 
     line = judging_line(tmp_path)  # an empty models folder: the built-in model judges
     assert line == (f"video judged by the built-in model, shipped with the package ({registry.BUILTIN_VIDEO_FILE}, "

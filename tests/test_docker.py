@@ -37,7 +37,7 @@ from packaging.requirements import Requirement
 from packaging.version import Version
 from conftest import FACE_FILES, face_files_dir
 
-from deepfake_core import registry
+from deepfake_core.models import registry
 from deepfake_core.cli import EXIT_MODELS, build_parser
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -458,7 +458,9 @@ def test_the_files_the_build_copies_make_a_complete_package(tmp_path, instructio
     assert result.returncode == 0, result.stderr
     [wheel] = (tmp_path / "dist").glob("*.whl")
     names = zipfile.ZipFile(wheel).namelist()
-    for module in ("cli/__init__.py", "cli/weights.py", "cli/serve.py", "webapp/streamlit_app.py"):
+    for module in ("cli/__init__.py", "cli/weights.py", "cli/serve.py", "webapp/streamlit_app.py", "media/video.py",
+                   "models/registry.py", "faces/detect.py", "analysis/pipeline.py", "scan/ray_scan.py",
+                   "models/builtin/video_lite0_pooled.safetensors"):  # every subpackage, and the built-in model
         assert f"deepfake_core/{module}" in names, module
     [entry_points] = [n for n in names if n.endswith(".dist-info/entry_points.txt")]
     assert "deepfake-detect = deepfake_core.cli:main" in zipfile.ZipFile(wheel).read(entry_points).decode()

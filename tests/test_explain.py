@@ -12,10 +12,10 @@ import torch
 from torch import nn
 
 from deepfake_core.cli import main
-from deepfake_core.explain import (KNOWN_TARGET_LAYERS, explain_crops, explain_report, last_spatial_layer,
+from deepfake_core.analysis.explain import (KNOWN_TARGET_LAYERS, explain_crops, explain_report, last_spatial_layer,
                                    target_layer)
-from deepfake_core.fusion import softmax
-from deepfake_core.models import FAKE, ORIGINAL_VIDEO, ModelSpec, face_tensor
+from deepfake_core.analysis.fusion import softmax
+from deepfake_core.models.networks import FAKE, ORIGINAL_VIDEO, ModelSpec, face_tensor
 
 TINY = ModelSpec("tiny-red-detector", "video", "linear", 64, (0.0, 0.0, 0.0), (1.0, 1.0, 1.0))
 

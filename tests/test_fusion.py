@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from deepfake_core.errors import SettingsError
-from deepfake_core.fusion import fuse, fusion_weights, softmax
+from deepfake_core.analysis.fusion import fuse, fusion_weights, softmax
 
 
 def sm(a, b):

@@ -15,12 +15,12 @@ from safetensors.torch import save_file
 
 from conftest import moving_face_frames, tone, write_video
 from deepfake_core import AnalysisSettings
-from deepfake_core.audio import audio_chunks
-from deepfake_core.calibration import CALIBRATION_FORMAT, read_calibration
-from deepfake_core.checkpoints import read_safetensors_metadata, read_state_dict, spec_from_metadata, spec_metadata
+from deepfake_core.media.audio import audio_chunks
+from deepfake_core.models.calibration import CALIBRATION_FORMAT, read_calibration
+from deepfake_core.models.checkpoints import read_safetensors_metadata, read_state_dict, spec_from_metadata, spec_metadata
 from deepfake_core.errors import CheckpointError, DeepfakeError, SettingsError
-from deepfake_core.models import ORIGINAL_VIDEO
-from deepfake_core.video import probe, read_frames, sample_indices
+from deepfake_core.models.networks import ORIGINAL_VIDEO
+from deepfake_core.media.video import probe, read_frames, sample_indices
 
 FUZZ = settings(derandomize=True, database=None, deadline=None, print_blob=True,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])

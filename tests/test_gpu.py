@@ -14,7 +14,7 @@ import torch
 
 from conftest import face_files_dir
 from deepfake_core import AnalysisSettings, Detector
-from deepfake_core.checkpoints import load_model
+from deepfake_core.models.checkpoints import load_model
 
 pytestmark = pytest.mark.gpu
 

@@ -11,10 +11,10 @@ import pytest
 from conftest import moving_face_frames, tone, write_audio_only, write_video
 from deepfake_core import AnalysisSettings
 from deepfake_core import limits
-from deepfake_core.audio import audio_chunks, mel_batches, mel_windows, read_audio
+from deepfake_core.media.audio import audio_chunks, mel_batches, mel_windows, read_audio
 from deepfake_core.cli import main
 from deepfake_core.errors import AnalysisTimeout, MediaTooLarge
-from deepfake_core.video import probe
+from deepfake_core.media.video import probe
 from media_gen import write_declared_audio, write_growing, write_undeclared_audio
 
 NO_ABSTAIN = AnalysisSettings(abstain_below=None)
@@ -35,7 +35,7 @@ def test_audio_only_file_declaring_hours_is_refused_before_decoding(detector, tm
     def no_decoding(*args, **kwargs):
         raise AssertionError("the audio was decoded")
 
-    monkeypatch.setattr("deepfake_core.audio_stage.audio_chunks", no_decoding)
+    monkeypatch.setattr("deepfake_core.analysis.audio_stage.audio_chunks", no_decoding)
     with pytest.raises(MediaTooLarge, match="declares 18000 s of audio, over the 14400 s limit"):
         detector.analyze(path)
     assert main(["analyze", str(path), "--models-dir", str(original_models)]) == 2

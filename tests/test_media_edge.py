@@ -12,7 +12,7 @@ from conftest import moving_face_frames, speech_like, write_video
 from deepfake_core import AnalysisSettings
 from deepfake_core.cli import main
 from deepfake_core.errors import UnreadableMedia
-from deepfake_core.video import probe
+from deepfake_core.media.video import probe
 from media_gen import damage_track, write_raw
 
 NO_ABSTAIN = AnalysisSettings(abstain_below=None)

@@ -13,9 +13,9 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from deepfake_core.checkpoints import load_model, spec_metadata
+from deepfake_core.models.checkpoints import load_model, spec_metadata
 from deepfake_core.errors import CheckpointError
-from deepfake_core.models import KNOWN_ARCHITECTURES, ORIGINAL_VIDEO, build_model
+from deepfake_core.models.networks import KNOWN_ARCHITECTURES, ORIGINAL_VIDEO, build_model
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -109,7 +109,7 @@ def test_loading_refuses_before_building(tmp_path):
 def test_every_known_architecture_builds_offline():
     import huggingface_hub.constants
 
-    from deepfake_core.models import GE2E_LSTM, SPEECH_CNN, blank_input, speech_spec, voice_encoder_spec
+    from deepfake_core.models.networks import GE2E_LSTM, SPEECH_CNN, blank_input, speech_spec, voice_encoder_spec
 
     speech = {SPEECH_CNN: speech_spec(), GE2E_LSTM: voice_encoder_spec()}
     for architecture in KNOWN_ARCHITECTURES:

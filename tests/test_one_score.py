@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 
 from deepfake_core import AnalysisSettings, Detector
-from deepfake_core.cli.files import scan_row
-from deepfake_core.fusion import fuse, video_p_fake
+from deepfake_core.analysis.fusion import fuse, video_p_fake
+from deepfake_core.analysis.timeline import modality_result, tracks
+from deepfake_core.scan.results import scan_row
 from deepfake_core.settings import FUSION_STRATEGIES
-from deepfake_core.timeline import modality_result, tracks
 from deepfake_core.webapp import present
 
 

@@ -12,14 +12,14 @@ pytest.importorskip("openvino", reason="the openvino extra is not installed (pip
 
 from conftest import FACE_FILES, SHARED_MODELS, astronaut_bgr, face_files_dir  # noqa: E402
 from deepfake_core import AnalysisSettings, Detector, SettingsError  # noqa: E402
-from deepfake_core import ov_runtime  # noqa: E402
-from deepfake_core.checkpoints import LoadedModel  # noqa: E402
-from deepfake_core.fusion import softmax  # noqa: E402
-from deepfake_core.models import ORIGINAL_VIDEO, ModelSpec, build_audio_model, build_model, build_video_model, \
+from deepfake_core.models import ov_runtime  # noqa: E402
+from deepfake_core.models.checkpoints import LoadedModel  # noqa: E402
+from deepfake_core.analysis.fusion import softmax  # noqa: E402
+from deepfake_core.models.networks import ORIGINAL_VIDEO, ModelSpec, build_audio_model, build_model, build_video_model, \
     face_tensor  # noqa: E402
-from deepfake_core.ov_runtime import OpenVinoRunner, converted_model  # noqa: E402
-from deepfake_core.runtime import TorchRunner, cpu_has_bf16, pick_runtime  # noqa: E402
-from deepfake_core.registry import sha256_file  # noqa: E402
+from deepfake_core.models.ov_runtime import OpenVinoRunner, converted_model  # noqa: E402
+from deepfake_core.models.runtime import TorchRunner, cpu_has_bf16, pick_runtime  # noqa: E402
+from deepfake_core.models.registry import sha256_file  # noqa: E402
 
 CPU = torch.device("cpu")
 
@@ -196,7 +196,7 @@ def test_an_empty_batch_gives_no_rows(tmp_path):
 
 # -- which runtime -------------------------------------------------------------------------------------------------
 def test_auto_picks_openvino_on_a_cpu_and_torch_elsewhere(monkeypatch):
-    import deepfake_core.runtime as runtime
+    import deepfake_core.models.runtime as runtime
 
     assert pick_runtime("auto", CPU) == "openvino"
     assert pick_runtime("auto", torch.device("cuda")) == "torch"

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 
 from deepfake_core import AnalysisSettings, Detector
-from deepfake_core.report import NOT_APPLICABLE
-from deepfake_core.timeline import match_windows
+from deepfake_core.analysis.report import NOT_APPLICABLE
+from deepfake_core.analysis.timeline import match_windows
 
 
 TOP_KEYS = {"verdict", "reason", "confidence", "fused_real_prob", "threshold", "modalities", "timeline", "tracks",
@@ -78,7 +78,7 @@ def test_faceless_video_is_not_applicable(detector, faceless_video):
 
 
 def test_haar_only_when_res10_files_are_absent(original_models, tmp_path, face_video, monkeypatch):
-    from deepfake_core import registry
+    from deepfake_core.models import registry
 
     for name in ("epoch_007.pt", "best_audio_xception.pth"):
         (tmp_path / name).symlink_to(original_models / name)
@@ -131,7 +131,7 @@ def test_background_decoding_gives_the_same_report(detector, face_video):
 def test_an_error_while_decoding_in_the_background_reaches_the_caller(detector, face_video, monkeypatch):
     import threading
 
-    import deepfake_core.face_stage as face_stage
+    import deepfake_core.analysis.face_stage as face_stage
 
     def broken(*args, **kwargs):
         yield from ()
@@ -165,7 +165,7 @@ def test_match_windows_by_time():
 
 
 def test_lone_detections_are_stray_only_beside_a_longer_track():
-    from deepfake_core.timeline import stray as _stray
+    from deepfake_core.analysis.timeline import stray as _stray
 
     assert _stray([0, 0, 1, 0, 2]).tolist() == [False, False, True, False, True]
     assert _stray([0, 1, 2]).tolist() == [False, False, False]  # nothing longer: nothing is stray
@@ -186,8 +186,8 @@ def test_a_display_name_and_notes_go_into_the_report_not_the_detector(lite_detec
 
 
 def test_every_reason_the_analysis_gives_is_explained():
-    from deepfake_core import analysis
-    from deepfake_core.report import REASONS
+    from deepfake_core.analysis import run as analysis
+    from deepfake_core.analysis.report import REASONS
 
     given = {analysis.ABSTAINED, analysis.NO_FACE, analysis.STILL_IMAGE, analysis.TOO_SHORT,
              analysis.VIDEO_UNREADABLE, analysis.NO_SPEECH, analysis.NO_AUDIO_TRACK, analysis.NO_AUDIO_MODEL}

@@ -63,9 +63,9 @@ def test_lofo_table_and_calibration(pooled_run):
 def test_exported_file_loads_and_scores_as_the_head(pooled_run):
     import torch
 
-    from deepfake_core.checkpoints import load_model
-    from deepfake_core.faces import FaceBox, crop_face
-    from deepfake_core.models import face_tensor
+    from deepfake_core.models.checkpoints import load_model
+    from deepfake_core.faces.detect import FaceBox, crop_face
+    from deepfake_core.models.networks import face_tensor
     from deepfake_core.train.pooled import FeatureTable, fit_head, head_logits
     from deepfake_core.train.lofo import family_weights
     from deepfake_core.train.selfblend import box_in_crop

@@ -7,8 +7,9 @@ import dataclasses
 import numpy as np
 import pytest
 
-from deepfake_core import AnalysisSettings, registry
-from deepfake_core.report import REASONS, Track
+from deepfake_core import AnalysisSettings
+from deepfake_core.models import registry
+from deepfake_core.analysis.report import REASONS, Track
 from deepfake_core.webapp import present
 
 
@@ -122,7 +123,7 @@ def test_model_status_names_files_short_hashes_and_whether_they_are_the_publishe
 
 
 def test_model_status_names_the_built_in_model_as_shipped_with_the_package_in_neutral_words(report):
-    from deepfake_core.checkpoints import load_model
+    from deepfake_core.models.checkpoints import load_model
 
     builtin = load_model(registry.builtin_video_file(), "video").describe()  # as the loaded built-in model says
     lines = present.model_lines(dict(report.models, video=builtin))

@@ -6,7 +6,7 @@ import skimage.data
 import torch
 from PIL import Image
 
-from deepfake_core.checkpoints import read_state_dict
+from deepfake_core.models.checkpoints import read_state_dict
 from deepfake_core.errors import CheckpointError
 from deepfake_core.train.pretrained import (LITE0_MEAN, LITE0_STD, build_lite0_classifier, build_lite0_imagenet,
                                             lite0_wheel_file, map_lite0_state_dict)

@@ -7,14 +7,11 @@ interface (Ray's servers bind every interface; there, that is 127.0.0.1 alone), 
 from __future__ import annotations
 
 import csv
-import ctypes
-import fcntl
 import json
 import os
 import shutil
 import signal
 import socket
-import struct
 import subprocess
 import sys
 import tempfile
@@ -23,11 +20,11 @@ import time
 from pathlib import Path
 
 import pytest
+from loopback import listening_addresses, loopback_only_network
 
 from deepfake_core.cli import main
-from deepfake_core.cli.files import SCAN_FIELDS
+from deepfake_core.scan.results import SCAN_FIELDS
 
-CLONE_NEWNET = 0x40000000
 FLOAT_FIELDS = ("confidence", "fused_real_prob", "video_p_fake", "audio_p_fake", "duration_s")
 BF16_TOLERANCE = 0.02  # bf16 keeps ~3 significant digits; thread counts change the summation order
 
@@ -35,7 +32,7 @@ BF16_TOLERANCE = 0.02  # bf16 keeps ~3 significant digits; thread counts change 
 # -- fast: no Ray needed ---------------------------------------------------------------------------------
 def test_importing_and_the_local_scan_do_not_need_ray(tmp_path, original_models, faceless_video):
     code = ("import sys; sys.modules['ray'] = None\n"  # `import ray` now fails as if it were not installed
-            "import deepfake_core, deepfake_core.ray_scan\n"
+            "import deepfake_core, deepfake_core.scan.ray_scan\n"
             "from deepfake_core.cli import main\n"
             f"assert main(['scan', {str(faceless_video)!r}, '--out', {str(tmp_path / 'r.csv')!r}, "
             f"'--models-dir', {str(original_models)!r}, '-q']) == 0\n"
@@ -49,7 +46,7 @@ def test_importing_and_the_local_scan_do_not_need_ray(tmp_path, original_models,
 
 def test_read_done_drops_a_cut_last_line_and_refuses_other_files(tmp_path):
     from deepfake_core.errors import InputError
-    from deepfake_core.ray_scan import read_done
+    from deepfake_core.scan.results import read_done
 
     jl = tmp_path / "r.jsonl"
     jl.write_text(json.dumps({"path": "/v/a.mp4", "verdict": "REAL"}) + "\n" + '{"path": "/v/b.m')
@@ -70,49 +67,17 @@ def test_bad_ray_options_are_usage_errors(tmp_path, faceless_video, capsys):
 
 
 # -- slow: a local Ray ----------------------------------------------------------------------------------
-def _loopback_only_network():
-    """Move this thread (and the processes it starts) into a new network namespace with only `lo`, up.
-    Returns a function that moves it back."""
-    libc = ctypes.CDLL(None, use_errno=True)
-    original = os.open("/proc/self/ns/net", os.O_RDONLY)
-    if libc.unshare(CLONE_NEWNET) != 0:
-        os.close(original)
-        return None
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:  # ip link set lo up
-        flags = struct.unpack("16sH14x", fcntl.ioctl(s, 0x8913, struct.pack("16sH14x", b"lo", 0)))[1]
-        fcntl.ioctl(s, 0x8914, struct.pack("16sH14x", b"lo", flags | 1))
-
-    def restore():
-        assert libc.setns(original, CLONE_NEWNET) == 0, os.strerror(ctypes.get_errno())
-        os.close(original)
-
-    return restore
-
-
-def _listening_addresses() -> set[str]:
-    """Local addresses of the TCP sockets listening in this network namespace (from /proc/net/tcp*)."""
-    found = set()
-    for name, width in (("tcp", 8), ("tcp6", 32)):
-        for line in Path(f"/proc/net/{name}").read_text().splitlines()[1:]:
-            local, state = line.split()[1], line.split()[3]
-            if state == "0A":  # LISTEN
-                raw = bytes.fromhex(local.split(":")[0])
-                words = b"".join(raw[i:i + 4][::-1] for i in range(0, len(raw), 4))
-                found.add(socket.inet_ntop(socket.AF_INET if width == 8 else socket.AF_INET6, words))
-    return found
-
-
 @pytest.fixture(scope="module")
 def local_ray(tmp_path_factory):
     ray = pytest.importorskip("ray", reason="the ray extra is not installed: pip install 'deepfake-detector[ray]'")
-    restore = _loopback_only_network()
+    restore = loopback_only_network()
     if restore is None:
         pytest.skip("cannot make a loopback-only network namespace for Ray (needs root or user namespaces)")
     try:
         ray.init(num_cpus=2, include_dashboard=False, _node_ip_address="127.0.0.1",
                  _temp_dir=str(tmp_path_factory.mktemp("ray")), logging_level="WARNING")
         loopback = {"127.0.0.1", "::1", "::ffff:127.0.0.1", "0.0.0.0", "::"}  # any-address: only lo exists here
-        assert _listening_addresses() <= loopback, _listening_addresses()
+        assert listening_addresses() <= loopback, listening_addresses()
         assert [name for _, name in socket.if_nameindex()] == ["lo"]
         yield ray
     finally:
@@ -195,7 +160,7 @@ def test_ray_scan_of_file_urls_resumes_a_stopped_jsonl(local_ray, clips, origina
 def _scan_killing_the_first_worker(ray, paths, out, max_attempts, models):
     """scan_ray in a thread; SIGKILL the worker process as soon as it starts a file. (summary, killed file)."""
     from deepfake_core import AnalysisSettings, scan_ray
-    from deepfake_core.ray_scan import LEDGER_PREFIX
+    from deepfake_core.scan.ray_scan import LEDGER_PREFIX
 
     result = {}
     thread = threading.Thread(target=lambda: result.setdefault(
@@ -247,6 +212,7 @@ def test_model_files_missing_on_the_workers_exit_3(local_ray, clips, tmp_path, c
 def test_deploy_files_agree_on_the_image_and_the_ray_version():
     yaml = pytest.importorskip("yaml", reason="PyYAML comes with the ray extra")
     import re
+
     import tomllib
 
     root = Path(__file__).resolve().parents[1]

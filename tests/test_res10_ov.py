@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from conftest import astronaut_bgr, face_files_dir
-from deepfake_core.faces import DNN_MEAN, DnnFaceDetector
-from deepfake_core.res10_post import detection_output, parse_prototxt, prior_boxes, read_layers
+from deepfake_core.faces.detect import DNN_MEAN, DnnFaceDetector
+from deepfake_core.faces.res10_post import detection_output, parse_prototxt, prior_boxes, read_layers
 from test_faces import _paste
 
 FILES = ("deploy.prototxt", "res10_300x300_ssd_iter_140000_fp16.caffemodel")
@@ -51,7 +51,7 @@ def test_prior_boxes_match_cv2_dnn_for_any_input_size(width, height):
 def test_rebuilt_network_and_head_match_cv2_dnn(canvas, face):
     import torch
 
-    from deepfake_core.res10_net import build
+    from deepfake_core.faces.res10_net import build
 
     image, _ = _paste(canvas, face)
     b = blob(image, (canvas[1], canvas[0]))
@@ -93,7 +93,7 @@ def test_openvino_finds_the_same_faces_as_cv2_dnn(openvino_detector, canvas, fac
 
 
 def test_openvino_model_is_converted_once_then_read_from_the_cache(openvino_detector, tmp_path, monkeypatch):
-    from deepfake_core.res10_ov import OpenVinoRes10
+    from deepfake_core.faces.res10_ov import OpenVinoRes10
 
     monkeypatch.setenv("DEEPFAKE_OPENVINO_CACHE", str(tmp_path))
     first, second = OpenVinoRes10(*files()), OpenVinoRes10(*files())

@@ -3,10 +3,10 @@ import json
 import pytest
 import torch
 
-import deepfake_core.runtime as runtime
+import deepfake_core.models.runtime as runtime
 from deepfake_core.errors import SettingsError
-from deepfake_core.models import build_audio_model, build_video_model
-from deepfake_core.runtime import fold_batchnorm, pick_precision, prepare_for_inference
+from deepfake_core.models.networks import build_audio_model, build_video_model
+from deepfake_core.models.runtime import fold_batchnorm, pick_precision, prepare_for_inference
 
 CPU = torch.device("cpu")
 

@@ -20,12 +20,12 @@ from streamlit.testing.v1 import AppTest
 
 from conftest import FACE_FILES, SHARED_MODELS, face_files_dir
 from deepfake_core import AnalysisSettings
-from deepfake_core.calibration import Calibration
-from deepfake_core.checkpoints import save_safetensors
+from deepfake_core.models.calibration import Calibration
+from deepfake_core.models.checkpoints import save_safetensors
 from deepfake_core.cli import main
-from deepfake_core.load import DetectorOptions, load_detector
-from deepfake_core.models import ModelSpec, build_model, speech_spec
-from deepfake_core.registry import sha256_file
+from deepfake_core.analysis.load import DetectorOptions, load_detector
+from deepfake_core.models.networks import ModelSpec, build_model, speech_spec
+from deepfake_core.models.registry import sha256_file
 
 APP = Path(__file__).resolve().parents[1] / "app" / "streamlit_app.py"
 TIMEOUT = 600  # seconds for a page run or an API analysis (a loaded 2-vCPU machine)
@@ -91,7 +91,7 @@ def via_api(models, clip) -> dict:
 
 def via_ray_analyser(models, clip) -> dict:
     """The Ray scan's actor class, built as the scan builds it (no Ray needed to construct it)."""
-    from deepfake_core.ray_scan import Analyser
+    from deepfake_core.scan.ray_scan import Analyser
 
     analyser = Analyser(options=DetectorOptions(models_dir=str(models), device="cpu"), given={},
                         use_calibration=True, jsonl=True, ledger=None, max_attempts=1)

@@ -15,12 +15,12 @@ import pytest
 import torch
 
 from conftest import face_files_dir, moving_face_frames, speech_like, tone, write_audio_only, write_video
-from deepfake_core.audio import read_audio
-from deepfake_core.checkpoints import load_model, save_safetensors
+from deepfake_core.media.audio import read_audio
+from deepfake_core.models.checkpoints import load_model, save_safetensors
 from deepfake_core.errors import InputError
-from deepfake_core.fusion import either_fake, fuse
-from deepfake_core.models import VoiceEncoderClassifier, build_model, speech_spec, voice_encoder_spec
-from deepfake_core.speech import features, ge2e_mel, has_speech, speech_spans, speech_windows
+from deepfake_core.analysis.fusion import either_fake, fuse
+from deepfake_core.models.networks import VoiceEncoderClassifier, build_model, speech_spec, voice_encoder_spec
+from deepfake_core.media.speech import features, ge2e_mel, has_speech, speech_spans, speech_windows
 from deepfake_core.train.audio_augment import CODECS, codec_roundtrip, degrade, encode_s16
 from deepfake_core.train.speech_train import ship_decision
 from deepfake_core.train.voice_embed import load_encoder

@@ -6,9 +6,9 @@ import pytest
 
 from conftest import astronaut_bgr, face_files_dir, write_video
 from deepfake_core.errors import SettingsError
-from deepfake_core.faces import DnnFaceDetector, FaceBox, HaarFaceDetector, HybridFaceDetector, assign_tracks, iou
+from deepfake_core.faces.detect import DnnFaceDetector, FaceBox, HaarFaceDetector, HybridFaceDetector, assign_tracks, iou
 from deepfake_core.settings import AnalysisSettings
-from deepfake_core.tracking import FaceReuse
+from deepfake_core.faces.tracking import FaceReuse
 
 SIZE = (720, 1280)  # h, w
 

@@ -10,11 +10,11 @@ import pytest
 import torch
 
 from conftest import face_files_dir
-from deepfake_core.audio import mel_image, mel_windows, read_audio
-from deepfake_core.checkpoints import load_model
+from deepfake_core.media.audio import mel_image, mel_windows, read_audio
+from deepfake_core.models.checkpoints import load_model
 from deepfake_core.cli import main
 from deepfake_core.errors import CheckpointError, InputError, SettingsError
-from deepfake_core.models import ORIGINAL_VIDEO, build_model
+from deepfake_core.models.networks import ORIGINAL_VIDEO, build_model
 from deepfake_core.settings import AnalysisSettings
 from deepfake_core.train.augment import SpecAugment, VideoAugment, augment_face, spec_augment
 from deepfake_core.train.cache import CachedItem, load_cache
@@ -89,8 +89,8 @@ def test_folders_and_manifest_layouts(demo, tmp_path):
 def test_prepared_crops_and_mels_are_the_inference_ones(tmp_path, face_video, detector):
     """The cache holds what the pipeline sees: the same sampled frames and face boxes, the same pixels
     (crop_face), and mel windows that mel_image turns into exactly mel_windows' input tensors."""
-    from deepfake_core.faces import crop_face
-    from deepfake_core.video import read_frames
+    from deepfake_core.faces.detect import crop_face
+    from deepfake_core.media.video import read_frames
 
     media = read_labels_for(tmp_path, face_video)
     prepare(media, tmp_path / "cache", PrepareOptions(frame_skip=5, frames_per_video=6, faces_per_frame=4),
@@ -103,7 +103,7 @@ def test_prepared_crops_and_mels_are_the_inference_ones(tmp_path, face_video, de
         assert z["crop_box"].tolist() == [r.box for r in report.timeline]
         frame = next(read_frames(face_video, [int(z["crop_frame"][3])]))
         x1, y1, x2, y2 = z["crop_box"][3]
-    from deepfake_core.faces import FaceBox
+    from deepfake_core.faces.detect import FaceBox
 
     expected = crop_face(frame.image, FaceBox(x1, y1, x2, y2, None, "dnn"))[:, :, ::-1]
     assert np.array_equal(item.crop(3), expected)
@@ -219,7 +219,7 @@ def test_trim_silence_drops_windows_in_the_leading_silence(avceleb_cache):
 
 
 def test_face_dataset_is_the_inference_preprocessing(avceleb_cache):
-    from deepfake_core.models import face_tensor
+    from deepfake_core.models.networks import face_tensor
 
     items = load_cache(avceleb_cache).usable()
     source = CachedFaces(items)

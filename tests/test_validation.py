@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 
 from deepfake_core import AnalysisSettings, SettingsError
-from deepfake_core.calibration import CALIBRATION_FORMAT, find_calibration, read_calibration
+from deepfake_core.models.calibration import CALIBRATION_FORMAT, find_calibration, read_calibration
 from deepfake_core.cli import main
-from deepfake_core.fusion import fuse
+from deepfake_core.analysis.fusion import fuse
 from deepfake_core.settings import TEMPERATURE_RANGE
 from deepfake_core.webapp.present import pct
 

@@ -4,7 +4,7 @@ import pytest
 from conftest import blank_frames, moving_face_frames, write_video
 from deepfake_core.errors import MediaTooLarge, NoVideoStream, UnreadableMedia
 from deepfake_core.settings import AnalysisSettings
-from deepfake_core.video import DecodeStats, probe, read_frames, sample_indices
+from deepfake_core.media.video import DecodeStats, probe, read_frames, sample_indices
 
 
 def test_sampling_every_nth_frame_for_a_short_video():

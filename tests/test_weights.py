@@ -19,9 +19,10 @@ import pytest
 import torch
 
 from conftest import FACE_FILES, face_files_dir, save_original_checkpoints
-from deepfake_core import Detector, convert, weights
-from deepfake_core import registry as model_registry
-from deepfake_core.checkpoints import load_model, read_safetensors_metadata
+from deepfake_core import Detector
+from deepfake_core.models import convert, weights
+from deepfake_core.models import registry as model_registry
+from deepfake_core.models.checkpoints import load_model, read_safetensors_metadata
 from deepfake_core.cli import main
 from deepfake_core.errors import (CheckpointError, ChecksumMismatch, DownloadError, ModelFilesMissing,
                                   SettingsError)

@@ -17,7 +17,7 @@ from .version import __version__
 
 # Detector and Report pull in torch; load them on first use so `deepfake-detect weights ...` and
 # `import deepfake_core.errors` start fast.
-_LAZY = {"Detector": ".pipeline", "Report": ".report", "scan_ray": ".ray_scan"}
+_LAZY = {"Detector": ".analysis.pipeline", "Report": ".analysis.report", "scan_ray": ".scan.ray_scan"}
 
 
 def __getattr__(name: str):

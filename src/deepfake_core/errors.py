@@ -3,11 +3,13 @@
 DeepfakeError
 ├── InputError            the media cannot be analysed (exit code 2)
 │   ├── UnreadableMedia   empty, corrupt, truncated or not a media file
+│   │   └── TruncatedMedia the container declares more bytes than the file holds (a cut-off copy or upload)
 │   ├── NoVideoStream     audio-only file
 │   ├── MediaTooLarge     over a configured size, duration or frame-size limit
 │   └── AnalysisTimeout   the analysis ran past its wall-clock budget
 ├── SettingsError         an invalid option (exit code 2)
 │   └── ModelsDirMissing  the models folder named by --models-dir or DEEPFAKE_MODELS_DIR does not exist
+├── OutputError           a results file that cannot be written (exit code 2)
 ├── CheckpointError       a model file that does not fit or cannot be read safely (exit code 3)
 └── WeightsError          model files missing, corrupt or not downloadable (exit code 3)
     ├── ModelFilesMissing files the detector needs are not in the models directory
@@ -32,6 +34,10 @@ class UnreadableMedia(InputError):
     pass
 
 
+class TruncatedMedia(UnreadableMedia):
+    """An MP4/MOV or Matroska/WebM file shorter than its own structure says: the copy or upload was cut off."""
+
+
 class NoVideoStream(InputError):
     pass
 
@@ -51,6 +57,12 @@ class SettingsError(DeepfakeError, ValueError):
 class ModelsDirMissing(SettingsError):
     """The models folder the user named (--models-dir, DEEPFAKE_MODELS_DIR) does not exist: a typo is not taken
     for an empty folder (which would leave the built-in model to judge)."""
+
+
+class OutputError(DeepfakeError):
+    """A results file (scan --out) could not be written; the message says how many rows are safely in it."""
+
+    exit_code = 2
 
 
 class AnalysisTimeout(InputError):

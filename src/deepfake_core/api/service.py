@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import (CheckpointError, DeepfakeError, InputError, MediaTooLarge, NoVideoStream, SettingsError,
-                      UnreadableMedia, WeightsError)
+                      TruncatedMedia, UnreadableMedia, WeightsError)
 
 log = logging.getLogger("deepfake_core.api")
 
@@ -28,9 +28,10 @@ TEMP_PREFIX = "deepfake-api-"  # the private folder under $TMPDIR holding the up
 
 def error_code(e: BaseException) -> str:
     """A stable machine-readable code for an error the library raises."""
-    for cls, code in ((UnreadableMedia, "unreadable_media"), (NoVideoStream, "no_video_stream"),
-                      (MediaTooLarge, "media_too_large"), (SettingsError, "bad_settings"),
-                      (InputError, "bad_input"), (CheckpointError, "model_error"), (WeightsError, "model_error")):
+    for cls, code in ((TruncatedMedia, "truncated_media"), (UnreadableMedia, "unreadable_media"),
+                      (NoVideoStream, "no_video_stream"), (MediaTooLarge, "media_too_large"),
+                      (SettingsError, "bad_settings"), (InputError, "bad_input"), (CheckpointError, "model_error"),
+                      (WeightsError, "model_error")):
         if isinstance(e, cls):
             return code
     return "internal"
@@ -266,7 +267,7 @@ class AnalysisService:
                                            display_name=job.name if job.folder is not None else None)
             if job.explain and report.timeline:
                 progress(0.95, "explaining the most suspicious faces")
-                from ..explain import explain_report
+                from ..analysis.explain import explain_report
 
                 explain_report(self.detector, job.path, report, k=job.explain)
             job.report, job.timeline_csv = report.to_dict(), report.timeline_csv()

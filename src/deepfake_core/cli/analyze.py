@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from ..load import load_detector
-from ..media_files import is_audio_file
+from ..analysis.load import load_detector
+from ..media.files import is_audio_file
 from .common import EXIT_OK, add_analysis_options, detector_options, progress_bar, resolved_settings, settings_from_args
 
 
@@ -28,12 +28,12 @@ def register(sub) -> None:
 
 
 def cmd_analyze(args: argparse.Namespace) -> int:
-    from ..video import check_exists
+    from ..media.video import check_exists
 
     settings = settings_from_args(args)
     explain = bool(args.explain or args.explain_dir)
     if explain:
-        from ..explain import check_top_k
+        from ..analysis.explain import check_top_k
 
         check_top_k(args.explain_faces)
     check_exists(args.video)  # a missing file, a dangling link or a link loop, before the models load
@@ -45,7 +45,7 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     finally:
         close()
     if explain and report.timeline:  # Grad-CAM of the most suspicious faces, after the analysis (explain.py)
-        from ..explain import explain_report
+        from ..analysis.explain import explain_report
 
         explain_report(detector, args.video, report, k=args.explain_faces, out_dir=args.explain_dir)
     print(report.to_json() if args.json else report.summary())

@@ -9,8 +9,8 @@ from pathlib import Path
 
 from ..api import DEFAULT_HOST, DEFAULT_MAX_UPLOAD_MB, DEFAULT_PORT, KEYS_ENV, NEEDS
 from ..errors import InputError
-from ..load import load_detector
-from ..serve import check_port
+from ..analysis.load import load_detector
+from ..webapp.server import check_port
 from .common import EXIT_INPUT, add_model_options, detector_options, missing_extra, shown_host
 
 
@@ -36,6 +36,13 @@ def register(subparsers) -> None:
                    help="longest a ?wait=true request waits before answering 202 (default: 300)")
     p.add_argument("--allow-dir", metavar="DIR",
                    help="also take JSON {\"path\": ...} requests naming files inside DIR (default: uploads only)")
+    p.add_argument("--body-grace", type=float, default=30.0, metavar="S",
+                   help="seconds a request body may take before its rate is checked (default: 30)")
+    p.add_argument("--body-min-rate", type=float, default=50.0, metavar="KB/S",
+                   help="after the grace, a body arriving slower than this on average (kB/s since the request "
+                        "came) is cut off with 408 upload_timeout and its temporary file removed (default: 50)")
+    p.add_argument("--body-deadline", type=float, default=900.0, metavar="S",
+                   help="the longest a request body may take, however fast it comes (default: 900)")
     p.add_argument("--api-keys-file", metavar="FILE",
                    help=f"API keys, one per line (with ${KEYS_ENV}: either key works)")
     add_model_options(p)
@@ -43,12 +50,13 @@ def register(subparsers) -> None:
 
 
 def config_from_args(args: argparse.Namespace):
-    from ..api.app import ApiConfig, load_api_keys
+    from ..api.body import BodyClock
+    from ..api.config import ApiConfig, load_api_keys
 
     for name in ("workers", "queue_size"):
         if getattr(args, name) < 1:
             raise InputError(f"--{name.replace('_', '-')} must be at least 1; got {getattr(args, name)}")
-    for name in ("max_upload_mb", "result_ttl", "wait_timeout"):
+    for name in ("max_upload_mb", "result_ttl", "wait_timeout", "body_grace", "body_min_rate", "body_deadline"):
         if not getattr(args, name) > 0:
             raise InputError(f"--{name.replace('_', '-')} must be above 0; got {getattr(args, name)}")
     allow_dir = None
@@ -59,6 +67,7 @@ def config_from_args(args: argparse.Namespace):
     return ApiConfig(workers=args.workers, queue_size=args.queue_size,
                      max_upload_bytes=int(args.max_upload_mb * 2**20), result_ttl_s=args.result_ttl,
                      wait_timeout_s=args.wait_timeout, allow_dir=allow_dir,
+                     body_clock=BodyClock(args.body_grace, args.body_min_rate * 1000, args.body_deadline),
                      api_keys=load_api_keys(os.environ.get(KEYS_ENV), args.api_keys_file))
 
 
@@ -72,8 +81,8 @@ def cmd_api(args: argparse.Namespace) -> int:
     import uvicorn
 
     from ..api.app import create_app
-    from ..model_files import judging_line
-    from ..report import face_finder_words
+    from ..analysis.report import face_finder_words
+    from ..models.model_files import judging_line
 
     print(f"{judging_line(args.models_dir, getattr(args, 'video_model', None))}; faces by "
           f"{face_finder_words(detector.describe_models()['face_detector'])}", file=sys.stderr)

@@ -8,7 +8,7 @@ import sys
 from collections.abc import Callable
 
 from ..errors import InputError
-from ..load import DetectorOptions, load_detector
+from ..analysis.load import DetectorOptions, load_detector
 from ..settings import DEVICES, PRECISIONS, RUNTIMES, AnalysisSettings
 from .options import add_options, build, given_values
 

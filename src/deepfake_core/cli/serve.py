@@ -1,4 +1,4 @@
-"""`deepfake-detect serve`: run the web page (Streamlit) in this process (serve.py: its options)."""
+"""`deepfake-detect serve`: run the web page (Streamlit) in this process (webapp/server.py: its options)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import os
 import sys
 
 from ..errors import InputError
-from ..serve import DEFAULT_HOST, DEFAULT_MAX_UPLOAD_MB, DEFAULT_PORT, check_port, streamlit_flags
+from ..webapp.server import DEFAULT_HOST, DEFAULT_MAX_UPLOAD_MB, DEFAULT_PORT, check_port, streamlit_flags
 from .common import EXIT_INPUT, add_model_options, shown_host
 
 
@@ -33,8 +33,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if args.max_upload_mb < 1:
         raise InputError(f"--max-upload-mb must be at least 1; got {args.max_upload_mb}")
     check_port(args.host, args.port)
-    from ..model_files import judging_line
-    from ..registry import MODELS_DIR_ENV
+    from ..models.model_files import judging_line
+    from ..models.registry import MODELS_DIR_ENV
     from ..webapp import PAGE
 
     if args.models_dir:

@@ -12,10 +12,10 @@ import json
 import os
 import sys
 
-from .. import registry
-from ..download import DownloadOptions
+from ..models import registry
+from ..models.download import DownloadOptions
 from ..errors import SettingsError
-from ..model_files import files_missing
+from ..models.model_files import files_missing
 from .common import EXIT_MODELS, EXIT_OK, add_models_dir
 
 
@@ -112,7 +112,7 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 def cmd_pull(args: argparse.Namespace) -> int:
-    from ..weights import pull
+    from ..models.weights import pull
 
     options = DownloadOptions(read_timeout=args.timeout, connect_timeout=min(15.0, args.timeout),
                                       retries=args.retries)
@@ -125,7 +125,7 @@ def cmd_pull(args: argparse.Namespace) -> int:
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
-    from ..weights import OK, verify
+    from ..models.weights import OK, verify
 
     directory = registry.resolve_models_dir(args.models_dir)
     status = verify(args.names or None, directory)
@@ -157,7 +157,7 @@ def cmd_convert(args: argparse.Namespace) -> int:
                    if (directory / registry.registry_entry(name).filename).is_file()]
         if not sources:
             raise files_missing([registry.registry_entry(n).filename for n in ("video", "audio")], directory)
-    from ..convert import convert  # imports torch
+    from ..models.convert import convert  # imports torch
 
     for source in sources:
         out = convert(source, args.out, modality=args.modality, fp16=args.fp16, models_dir=args.models_dir)

@@ -9,7 +9,7 @@ import av
 import numpy as np
 from scipy import signal
 
-from ..audio import SAMPLE_RATE
+from ..media.audio import SAMPLE_RATE
 
 CODECS = {  # PyAV encoder -> (container format, bit rates in kbit/s to draw from)
     "libmp3lame": ("mp3", (24, 32, 48, 64, 96, 128)),

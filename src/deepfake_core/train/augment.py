@@ -1,6 +1,6 @@
 """Training augmentations. Pure functions of (input, numpy Generator): no global random state.
 
-Video: on (H, W, 3) uint8 RGB face crops, before `models.face_tensor` (so the model still sees exactly the
+Video: on (H, W, 3) uint8 RGB face crops, before `networks.face_tensor` (so the model still sees exactly the
 inference preprocessing): horizontal flip, JPEG re-compression, down-and-up scaling, Gaussian blur,
 Gaussian noise, colour jitter (brightness, contrast, saturation).
 Audio: SpecAugment on the (128, T) normalised log-mel before `audio.mel_image`, as the original project

@@ -20,9 +20,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ..calibration import CALIBRATION_FILE, Calibration
+from ..models.calibration import CALIBRATION_FILE, Calibration
 from ..errors import InputError, SettingsError
-from ..fusion import fuse
+from ..analysis.fusion import fuse
 from ..settings import TEMPERATURE_RANGE, AnalysisSettings
 from .data import FAKE, LabelledMedia
 from .evaluate import run_detector

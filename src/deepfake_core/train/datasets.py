@@ -1,7 +1,7 @@
 """Training datasets: where samples come from (sources), how they become model inputs, and splits.
 
 A *source* yields raw samples and their labels; `ModelInputDataset` augments them and applies the inference
-preprocessing of the model's spec (`models.face_tensor` for faces, `audio.mel_image` for mels). To train on
+preprocessing of the model's spec (`networks.face_tensor` for faces, `audio.mel_image` for mels). To train on
 other data (e.g. self-blended pseudo-fakes made from real faces), write a source:
 
     class MySource:                       # the FaceSource protocol
@@ -26,9 +26,9 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from ..audio import INPUT_SIZE, mel_image
+from ..media.audio import INPUT_SIZE, mel_image
 from ..errors import SettingsError
-from ..models import ModelSpec, face_tensor
+from ..models.networks import ModelSpec, face_tensor
 from .augment import SpecAugment, VideoAugment
 from .cache import CachedItem
 
@@ -132,7 +132,7 @@ class ModelInputDataset(Dataset):
 
 def face_dataset(source: SampleSource, spec: ModelSpec, augment: VideoAugment | None = None,
                  deterministic: bool = False, seed: int = 0) -> ModelInputDataset:
-    """Face crops -> `models.face_tensor(crop, spec)`: (3, S, S) float32, the spec's mean/std."""
+    """Face crops -> `networks.face_tensor(crop, spec)`: (3, S, S) float32, the spec's mean/std."""
     return ModelInputDataset(source, _Preprocess(face_tensor, spec), spec.class_names, augment, deterministic, seed)
 
 

@@ -16,7 +16,7 @@ import av
 import cv2
 import numpy as np
 
-from ..audio import SAMPLE_RATE
+from ..media.audio import SAMPLE_RATE
 from ..errors import SettingsError
 
 LAYOUTS = ("folders", "fakeavceleb", "manifest")

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import DeepfakeError
-from ..report import NOT_APPLICABLE, Report, json_safe
+from ..analysis.report import NOT_APPLICABLE, Report, json_safe
 from ..settings import AnalysisSettings
 from .data import FAKE, LabelledMedia
 from .metrics import binary_metrics

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..fusion import AGGREGATIONS, aggregate  # noqa: F401 (re-exported for training code)
+from ..analysis.fusion import AGGREGATIONS, aggregate  # noqa: F401 (re-exported for training code)
 
 REAL_FOLDS = 5
 

@@ -27,10 +27,10 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from ..checkpoints import load_model, normalise_keys, read_state_dict, save_safetensors
+from ..models.checkpoints import load_model, normalise_keys, read_state_dict, save_safetensors
 from ..errors import CheckpointError, SettingsError
-from ..models import FAKE, ORIGINAL_AUDIO, ORIGINAL_VIDEO, ModelSpec
-from ..runtime import autocast, pick_device
+from ..models.networks import FAKE, ORIGINAL_AUDIO, ORIGINAL_VIDEO, ModelSpec
+from ..models.runtime import autocast, pick_device
 from ..settings import check_choice
 from ..version import __version__
 from .config import TrainConfig
@@ -67,11 +67,11 @@ def training_spec(modality: str, architecture: str = "legacy_xception", input_si
             near = difflib.get_close_matches(architecture, timm.list_models(), n=3)
             raise SettingsError(f"unknown timm architecture {architecture!r}"
                                 + (f"; did you mean {', '.join(near)}?" if near else ""))
-        from ..models import KNOWN_ARCHITECTURES
+        from ..models.networks import KNOWN_ARCHITECTURES
 
         if architecture not in KNOWN_ARCHITECTURES:  # the detector would refuse to load what this trains
             raise SettingsError(f"--arch {architecture}: the detector loads only {', '.join(KNOWN_ARCHITECTURES)}; "
-                                f"add the name to models.KNOWN_ARCHITECTURES to train and ship it")
+                                f"add the name to networks.KNOWN_ARCHITECTURES to train and ship it")
         cfg = timm.get_pretrained_cfg(architecture)
         cfg = cfg.to_dict() if cfg is not None else {}
         mean = tuple(cfg.get("mean", (0.485, 0.456, 0.406))) if modality == "video" else base.mean
@@ -330,7 +330,7 @@ def train_from_cache(cache_dir: str | Path, out_dir: str | Path, config: TrainCo
     """Split a prepared cache (identity-disjoint where identities are known), build the datasets with
     their augmentations, and train. `spec` defaults to the original layout of `config.modality`; `model`
     to `build_model(spec)`, started from `config.init` when given."""
-    from ..models import build_model
+    from ..models.networks import build_model
     from .augment import SpecAugment, VideoAugment
     from .cache import load_cache
     from .datasets import CachedFaces, CachedMels, face_dataset, mel_dataset, split_items

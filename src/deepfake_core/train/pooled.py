@@ -31,8 +31,8 @@ import numpy as np
 import torch
 
 from ..errors import InputError
-from ..faces import FaceBox, crop_face
-from ..models import ModelSpec, PooledFeatureClassifier, face_tensor
+from ..faces.detect import FaceBox, crop_face
+from ..models.networks import ModelSpec, PooledFeatureClassifier, face_tensor
 from . import sbi
 from .cache import PreparedCache
 from .lofo import (AGGREGATIONS, Sample, balanced_threshold, family_weights, fit_temperature,
@@ -282,7 +282,7 @@ def fpr_threshold(p_fake: np.ndarray, is_fake: np.ndarray, target: float) -> flo
 
 def export(head, calibration: Calibration, spec: ModelSpec, path: Path, metadata: dict) -> Path:
     """The shipped network: ImageNet Lite0 + the head, temperature and threshold folded in, fp16."""
-    from ..checkpoints import save_safetensors
+    from ..models.checkpoints import save_safetensors
     from .pretrained import build_lite0_imagenet
 
     mean, std, coef, intercept = head

@@ -23,12 +23,12 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from ..audio import OVERLAP, SAMPLE_RATE, WINDOW_S, log_mel, read_audio, stream_windows, zero_pad
+from ..media.audio import OVERLAP, SAMPLE_RATE, WINDOW_S, log_mel, read_audio, stream_windows, zero_pad
 from ..errors import DeepfakeError, InputError, NoVideoStream
-from ..faces import HybridFaceDetector, crop_face
-from ..media_files import IMAGE_EXTENSIONS
+from ..faces.detect import HybridFaceDetector, crop_face
+from ..media.files import IMAGE_EXTENSIONS
 from ..settings import AnalysisSettings
-from ..video import DecodeStats, probe, read_frames, sample_indices
+from ..media.video import DecodeStats, probe, read_frames, sample_indices
 from .cache import CACHE_FORMAT, CACHE_JSON, item_file, read_item_info, write_index, write_item
 from .config import PrepareOptions
 from .data import LabelledMedia
@@ -154,8 +154,8 @@ def prepare_item(media: LabelledMedia, options: PrepareOptions, faces: HybridFac
 def load_face_detector(models_dir: str | os.PathLike | None) -> tuple[HybridFaceDetector, list[str]]:
     """The res10 + Haar hybrid from the models directory, exactly as `Detector.load` builds it; and notes
     (e.g. Haar only when the res10 files are missing)."""
-    from ..faces import load_face_detector as load_hybrid
-    from ..registry import resolve_models_dir
+    from ..faces.detect import load_face_detector as load_hybrid
+    from ..models.registry import resolve_models_dir
 
     notes: list[str] = []
     detector, _ = load_hybrid(resolve_models_dir(models_dir), notes)

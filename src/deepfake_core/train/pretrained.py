@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ..checkpoints import read_state_dict
+from ..models.checkpoints import read_state_dict
 from ..errors import CheckpointError
 
 LITE0_ARCHITECTURE = "tf_efficientnet_lite0"

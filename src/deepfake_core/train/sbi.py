@@ -43,7 +43,7 @@ class SelfBlend:
     blend_ratio: float  # the mask's peak value before blurring (one of BLEND_RATIOS)
     hull: str  # which landmark region shaped the mask (one of HULLS)
     changed: str  # which image got the colour/sharpness change: "source" (the pasted copy) or "target"
-    label: int = 0  # class index: 0 = FAKE (models.CLASS_NAMES)
+    label: int = 0  # class index: 0 = FAKE (networks.CLASS_NAMES)
 
 
 # -- masks -----------------------------------------------------------------------------------------------

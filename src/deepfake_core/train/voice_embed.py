@@ -23,10 +23,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..checkpoints import save_safetensors
+from ..models.checkpoints import save_safetensors
 from ..errors import DeepfakeError, InputError
-from ..models import VoiceEncoderClassifier, voice_encoder_spec
-from ..speech import speech_windows
+from ..models.networks import VoiceEncoderClassifier, voice_encoder_spec
+from ..media.speech import speech_windows
 from .speech_data import FAMILIES, Cache, load_cache
 from .speech_train import DATA_TERMS, _now, auc, fold_split, summarise_lofo
 
@@ -72,7 +72,7 @@ def statistics(model: VoiceEncoderClassifier, x: torch.Tensor, batch: int = 64) 
 def extract(cache: Cache, model: VoiceEncoderClassifier, log=print) -> dict[str, np.ndarray]:
     """Encoder statistics of every cached crop, and of every speech window of every clean train-audio clip
     (validation scores a clip whole, as `analyze` does)."""
-    from ..speech import features
+    from ..media.speech import features
 
     t0 = time.time()
     crops = [features(c.astype(np.float32) / 32768.0, "ge2e") for c in cache.crops]

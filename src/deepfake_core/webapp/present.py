@@ -10,8 +10,8 @@ from pathlib import Path
 
 from PIL import Image, ImageDraw, ImageFont
 
-from ..report import FAKE, NOT_APPLICABLE, REAL, UNCERTAIN, Report, unofficial_models, unofficial_sentence
-from ..registry import pinned_entry
+from ..analysis.report import FAKE, NOT_APPLICABLE, REAL, UNCERTAIN, Report, unofficial_models, unofficial_sentence
+from ..models.registry import pinned_entry
 
 VERDICT_LABELS = {REAL: "REAL", FAKE: "FAKE", UNCERTAIN: "UNCERTAIN", NOT_APPLICABLE: "NOT APPLICABLE"}
 VERDICT_COLOURS = {REAL: "green", FAKE: "red", UNCERTAIN: "orange", NOT_APPLICABLE: "gray"}  # Streamlit colour names

@@ -27,16 +27,17 @@ from deepfake_core.process import configure_process
 configure_process()  # this page is an entry point: the OpenMP policy before torch loads (process.py)
 
 from deepfake_core import (AnalysisSettings, CheckpointError, DeepfakeError, Detector, InputError,  # noqa: E402
-                           MediaTooLarge, ModelFilesMissing, SettingsError, UnreadableMedia, registry, weights)
+                           MediaTooLarge, ModelFilesMissing, SettingsError, UnreadableMedia)
+from deepfake_core.analysis.load import DetectorOptions  # noqa: E402
+from deepfake_core.analysis.load import load_detector as load_library_detector  # noqa: E402
 from deepfake_core.errors import ModelsDirMissing  # noqa: E402
-from deepfake_core.load import DetectorOptions  # noqa: E402
-from deepfake_core.load import load_detector as load_library_detector  # noqa: E402
-from deepfake_core.media_files import is_audio_file, upload_types  # noqa: E402
-from deepfake_core.model_files import named_models_dir  # noqa: E402
+from deepfake_core.media.files import is_audio_file, upload_types  # noqa: E402
+from deepfake_core.models import registry, weights  # noqa: E402
+from deepfake_core.models.model_files import named_models_dir  # noqa: E402
 from deepfake_core.settings import widget_fields  # noqa: E402
 from deepfake_core.webapp import present  # noqa: E402
 
-UPLOAD_TYPES = upload_types()  # the extensions the commands take (media_files.py); audio files: the voice alone
+UPLOAD_TYPES = upload_types()  # the extensions the commands take (media/files.py); audio files: the voice alone
 MB = 1024 * 1024  # bytes
 COPY_CHUNK = 8 * MB  # bytes copied per write when saving an upload
 log = logging.getLogger("deepfake_core.webapp")
@@ -271,7 +272,7 @@ def analyse_upload(detector: Detector, uploaded, resolved: tuple[AnalysisSetting
         # the report names the upload, not the temporary file
         report = detector.analyze(path, settings, progress=progress, display_name=uploaded.name, notes=notes)
         if explain and report.timeline:
-            from deepfake_core.explain import explain_report
+            from deepfake_core.analysis.explain import explain_report
 
             bar.progress(1.0, text="Explaining the most suspicious faces…")
             explain_report(detector, path, report)

@@ -1,0 +1,1 @@
+"""Scans over many files: `deepfake-detect scan --ray` on a Ray cluster (ray_scan.py)."""
