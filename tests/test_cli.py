@@ -85,3 +85,20 @@ def test_summary_says_whether_the_models_are_the_published_files(capsys, origina
     assert main(["analyze", str(face_video), "--models-dir", str(original_models), "--max-samples", "2"]) == 0
     out, _ = capsys.readouterr()
     assert f"video epoch_007.pt ({video_sha[:8]}, published file)" in out
+
+
+def test_the_servers_start_up_line_names_the_model_that_will_judge(tmp_path, monkeypatch):
+    from deepfake_core.models import registry
+    from deepfake_core.models.model_files import judging_line
+
+    line = judging_line(tmp_path)  # an empty models folder: the built-in model judges
+    assert line == (f"video judged by the built-in model, shipped with the package ({registry.BUILTIN_VIDEO_FILE}, "
+                    f"sha256 {registry.BUILTIN_SHA256[:12]}); the original checkpoints (471.0 MB) are optional: "
+                    f"deepfake-detect weights pull --models-dir {tmp_path}")
+    (tmp_path / "epoch_007.pt").write_bytes(b"")
+    assert judging_line(tmp_path).startswith(f"note: model file {tmp_path / 'epoch_007.pt'} is empty")
+    (tmp_path / "epoch_007.pt").write_bytes(b"a checkpoint")
+    assert judging_line(tmp_path) == f"video judged by the original model {tmp_path / 'epoch_007.pt'}"
+    (tmp_path / "epoch_007.pt").unlink()
+    monkeypatch.setattr(registry, "BUILTIN_DIR", tmp_path / "no-builtin")
+    assert judging_line(tmp_path).startswith(f"note: no video model in {tmp_path}; the page says how to get it")

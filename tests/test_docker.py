@@ -186,7 +186,8 @@ def test_entrypoint_pulls_missing_and_corrupt_files_from_a_mirror(tmp_path, face
     models = tmp_path / "volume" / "models"  # not even created yet
     with Mirror(served) as mirror:
         rc, out, recorded, pid = run_entrypoint(models, tmp_path, {
-            "DEEPFAKE_REQUIRED_WEIGHTS": "face-net face-weights", "DEEPFAKE_WEIGHTS_MIRROR": mirror.url})
+            "DEEPFAKE_REQUIRED_WEIGHTS": "face-net face-weights", "DEEPFAKE_WEIGHTS_MIRROR": mirror.url,
+            "DEEPFAKE_FACE_PACKAGE": "off"})
         assert rc == 0, out
         assert recorded == [pid, ["two words", "--port", "8501"]], out
         assert sorted(mirror.requests) == sorted(f"/{name}" for name in FACE_FILES)
@@ -199,6 +200,7 @@ def test_entrypoint_pulls_missing_and_corrupt_files_from_a_mirror(tmp_path, face
         mirror.requests.clear()
         rc, out, recorded, _ = run_entrypoint(models, tmp_path, {
             "DEEPFAKE_REQUIRED_WEIGHTS": "face-net face-weights", "DEEPFAKE_WEIGHTS_MIRROR": mirror.url,
+            "DEEPFAKE_FACE_PACKAGE": "off",
             "DEEPFAKE_PULL_WEIGHTS": "1"})
         assert rc == 0 and recorded is not None, out
         assert mirror.requests == [f"/{FACE_FILES[1]}"]
@@ -216,7 +218,8 @@ def test_entrypoint_stops_before_the_command_when_the_download_fails(tmp_path, f
     models = tmp_path / "models"
     with Mirror(served) as mirror:
         rc, out, recorded, _ = run_entrypoint(models, tmp_path, {
-            "DEEPFAKE_REQUIRED_WEIGHTS": "face-net face-weights", "DEEPFAKE_WEIGHTS_MIRROR": mirror.url})
+            "DEEPFAKE_REQUIRED_WEIGHTS": "face-net face-weights", "DEEPFAKE_WEIGHTS_MIRROR": mirror.url,
+            "DEEPFAKE_FACE_PACKAGE": "off"})
     assert rc == EXIT_MODELS and recorded is None, out
     assert "could not fetch the model files" in out and "DEEPFAKE_WEIGHTS_MIRROR" in out
     assert not (models / FACE_FILES[1]).exists()  # the tampered file was not installed

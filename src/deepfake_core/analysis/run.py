@@ -152,11 +152,11 @@ class Analysis(Context):
         if abstain_below is not None and confidence < abstain_below:
             verdict, reason = UNCERTAIN, Reason.ABSTAINED
         modalities = {
-            "video": modality_result(fused.video_probs[counted, 0], fused.w_video[counted]),
+            "video": modality_result(fused.video_probs[counted, 0], fused.w_video[counted], d.video_aggregation),
             "audio": self._audio_modality(fused.w_audio[counted] if matched is not None else None),
         }
         return self._report(verdict, reason, confidence, fused_real, modalities, timeline,
-                            tracks(timeline, s.threshold))
+                            tracks(timeline, s.threshold, d.video_aggregation))
 
     def _audio_modality(self, weights: np.ndarray | None) -> ModalityResult:
         if not self.audio.windows:

@@ -8,6 +8,7 @@ from collections import defaultdict
 import numpy as np
 
 from ..faces.detect import FaceBox, assign_tracks
+from .fusion import video_p_fake
 from .report import FAKE, REAL, ModalityResult, TimelineRow, Track
 
 FaceRow = tuple[int, float, FaceBox]  # (frame index, time in seconds, box) of one scored face
@@ -29,9 +30,12 @@ def match_windows(times: list[float], spans: list[tuple[float, float]]) -> np.nd
     return out
 
 
-def modality_result(p_fake: np.ndarray, weights: np.ndarray | None) -> ModalityResult:
-    """A judged modality: its mean P(fake), its prediction at 0.5 and its mean fusion weight."""
-    fake = float(np.mean(p_fake))
+def modality_result(p_fake: np.ndarray, weights: np.ndarray | None,
+                    aggregation: str = "mean_prob") -> ModalityResult:
+    """A judged modality: its items' P(fake) made one by `aggregation` (fusion.AGGREGATIONS; the video model
+    declares its own, so that faces judged alone give the fused score itself), its prediction at 0.5 and its mean
+    fusion weight."""
+    fake = video_p_fake(p_fake, aggregation)
     return ModalityResult(
         available=True, fake_prob=fake, real_prob=1.0 - fake, prediction=REAL if 1.0 - fake > 0.5 else FAKE,
         weight=float(np.mean(weights)) if weights is not None and len(weights) else None, count=len(p_fake))
@@ -63,15 +67,16 @@ def stray(ids: list[int]) -> np.ndarray:
     return sizes[np.asarray(ids, dtype=np.int64)] == 1
 
 
-def tracks(timeline: list[TimelineRow], threshold: float) -> list[Track]:
-    """One summary per track: its span, face count, mean P(fake) and verdict at `threshold`."""
+def tracks(timeline: list[TimelineRow], threshold: float, aggregation: str = "mean_prob") -> list[Track]:
+    """One summary per track: its span, face count, P(fake) (its faces' made one by `aggregation`, as the video's
+    are) and verdict at `threshold`."""
     groups: dict[int, list[TimelineRow]] = defaultdict(list)
     for row in timeline:
         groups[row.track].append(row)
     out = []
     for tid, rows in sorted(groups.items()):
-        fused = float(np.mean([r.fused_p_fake for r in rows]))
+        fused = video_p_fake(np.array([r.fused_p_fake for r in rows]), aggregation)
         out.append(Track(tid, rows[0].time_s, rows[-1].time_s, len(rows),
-                         float(np.mean([r.video_p_fake for r in rows])), fused,
+                         video_p_fake(np.array([r.video_p_fake for r in rows]), aggregation), fused,
                          REAL if 1.0 - fused > threshold else FAKE, stray=rows[0].stray))
     return out

@@ -80,8 +80,12 @@ def cmd_api(args: argparse.Namespace) -> int:
 
     import uvicorn
 
+    from ..analysis.report import face_finder_words
     from ..api.app import create_app
+    from ..models.model_files import judging_line
 
+    print(f"{judging_line(args.models_dir, getattr(args, 'video_model', None))}; faces by "
+          f"{face_finder_words(detector.describe_models()['face_detector'])}", file=sys.stderr)
     print(f"Deepfake Detector API: http://{shown_host(args.host)}:{args.port}  (docs /docs, {args.workers} worker(s), "
           f"{'API keys required' if config.api_keys else 'no API key needed'}; Ctrl+C stops it)", file=sys.stderr)
     uvicorn.run(create_app(detector, config), host=args.host, port=args.port, log_level="info",

@@ -33,7 +33,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if args.max_upload_mb < 1:
         raise InputError(f"--max-upload-mb must be at least 1; got {args.max_upload_mb}")
     check_port(args.host, args.port)
-    from ..models.registry import MODELS_DIR_ENV, VIDEO_FILES, first_existing, resolve_models_dir
+    from ..models.model_files import judging_line
+    from ..models.registry import MODELS_DIR_ENV
     from ..webapp import PAGE
 
     if args.models_dir:
@@ -41,10 +42,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     os.environ["DEEPFAKE_DEVICE"] = args.device
     os.environ["DEEPFAKE_PRECISION"] = args.precision
     os.environ["DEEPFAKE_RUNTIME"] = args.runtime
-    models_dir = resolve_models_dir(args.models_dir)
-    if first_existing(models_dir, VIDEO_FILES) is None:
-        print(f"note: no video model in {models_dir}; the page will say how to get it "
-              f"(deepfake-detect weights pull --models-dir {models_dir})", file=sys.stderr)
+    print(judging_line(args.models_dir), file=sys.stderr)  # the page picks automatically (its sidebar to change)
     print(f"Deepfake Detector web page: http://{shown_host(args.host)}:{args.port}  (Ctrl+C stops it)", file=sys.stderr)
 
     from streamlit.web import cli as streamlit_cli

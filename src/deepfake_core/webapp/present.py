@@ -145,9 +145,27 @@ def modality_rows(report: Report) -> list[dict]:
             "p_fake": 1.0 - report.fused_real_prob, "prediction": report.verdict if report.verdict in (REAL, FAKE)
             else (REAL if report.fused_real_prob > report.threshold else FAKE),
             "weight": None,
-            "detail": f"fusion: {report.settings.get('fusion')} · counts toward FAKE above {fake_line(report):.2f}",
+            "detail": f"{combined_words(report)} · counts toward FAKE above {fake_line(report):.2f}",
         })
     return rows
+
+
+AGGREGATION_WORDS = {"mean_prob": "mean probability", "mean_logit": "mean logit", "median": "median",
+                     "top3_mean": "mean of the 3 highest", "trimmed_mean": "trimmed mean"}
+
+
+def combined_words(report: Report) -> str:
+    """How the combined score was made, and why it differs from the face score when it does."""
+    video = report.models.get("video") if isinstance(report.models, dict) else None
+    how = AGGREGATION_WORDS.get((video or {}).get("aggregation", ""), "")
+    over = f" ({how} over the faces)" if how else ""
+    audio, face = report.modalities.get("audio"), report.modalities.get("video")
+    if face is None or not face.available:
+        return "the voice's windows alone"
+    if audio is None or not audio.available:
+        return f"the face score itself: only the faces were judged{over}"
+    return (f"each face fused with the voice of its moment (fusion: {report.settings.get('fusion')}), "
+            f"then one score{over}: it differs from the face score by the voice's share")
 
 
 def timeline_records(report: Report) -> list[dict]:
@@ -259,15 +277,16 @@ def model_records(models: dict) -> list[dict]:
     for key, title in (("video", "video model"), ("audio", "audio model")):
         m = models.get(key)
         if m:
+            published = m.get("published") or pinned_entry(m.get("sha256") or "") is not None
             rows.append({"model": title, "file": m.get("file"), "sha256": short_sha(m.get("sha256")),
-                         "published": pinned_entry(m.get("sha256") or "") is not None})
+                         "published": bool(published), "shipped": bool(m.get("shipped"))})
         else:
-            rows.append({"model": title, "file": None, "sha256": None, "published": None})
+            rows.append({"model": title, "file": None, "sha256": None, "published": None, "shipped": None})
     faces = models.get("face_detector") or {}
     files = [f.get("file") for f in faces.get("files", [])]
     methods = " + ".join({"dnn": "res10 SSD", "haar": "Haar cascade"}.get(m, m) for m in faces.get("methods", []))
     rows.append({"model": "face detector", "file": ", ".join(files) or None, "sha256": None, "published": None,
-                 "methods": methods})
+                 "shipped": None, "methods": methods, "source": faces.get("source")})
     return rows
 
 
@@ -276,9 +295,16 @@ def model_lines(models: dict) -> list[str]:
     lines = []
     for row in model_records(models):
         if row["model"] == "face detector":
-            lines.append(f"**face detector**: {row['methods']}")
+            if "res10" in row["methods"]:
+                lines.append(f"**face detector**: {row['methods']}"
+                             + (f"  \nfiles from the {row['source']}" if row["source"] else ""))
+            else:
+                lines.append(f"**face detector**: {row['methods']}  \n:orange[Haar cascade only: no res10 files]")
         elif row["file"] is None:
             lines.append(f"**{row['model']}**: :orange[not loaded]")
+        elif row["shipped"]:  # what it is, in neutral words: the model card says what it catches and misses
+            lines.append(f"**{row['model']}**: built-in model, shipped with the package (sha256 `{row['sha256']}`)"
+                         f"  \n`{row['file']}`")
         else:
             origin = "the published file" if row["published"] else ":orange[not the published file]"
             lines.append(f"**{row['model']}**: `{row['file']}`  \nsha256 `{row['sha256']}` · {origin}")

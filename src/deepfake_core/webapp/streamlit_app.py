@@ -159,14 +159,16 @@ def pull_button(models_dir: str, key: str) -> None:
     entries = missing_entries(models_dir)
     if not callable(pull) or not entries:
         return
-    total = sum(entry.size for entry in entries)
-    label = f"Download {len(entries)} missing file{'s' if len(entries) > 1 else ''} ({total / MB:.0f} MB)"
+    total = registry.download_bytes(entries)  # the registry's sizes, as `weights pull` and run.sh say them
+    label = (f"Download {len(entries)} missing file{'s' if len(entries) > 1 else ''} ({registry.megabytes(total)})"
+             if total else f"Install {len(entries)} missing file{'s' if len(entries) > 1 else ''} (no download)")
     if not st.button(label, key=key, icon=":material/download:"):
         return
     bar = st.progress(0.0, text="Starting the download…")
 
     def progress(name: str, done: int, size: int) -> None:
-        bar.progress(min(done / size, 1.0) if size else 0.0, text=f"{name}: {done / MB:.0f} of {size / MB:.0f} MB")
+        bar.progress(min(done / size, 1.0) if size else 0.0,
+                     text=f"{name}: {registry.megabytes(done)} of {registry.megabytes(size)}")
 
     try:
         pull(names=[entry.name for entry in entries], models_dir=models_dir, progress=progress)
