@@ -12,7 +12,7 @@ from test_docker import tool
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPTS = [ROOT / "scripts" / "test.sh", ROOT / "scripts" / "run.sh", ROOT / "scripts" / "apt-install.sh",
-           ROOT / "scripts" / "cpu-torch.sh",
+           ROOT / "scripts" / "cpu-torch.sh", ROOT / "scripts" / "lint.sh",
            ROOT / ".ci" / "run", ROOT / ".ci" / "docker-engine.sh", ROOT / ".ci" / "stand-in-base.sh"]
 
 
