@@ -62,7 +62,7 @@ if [ -n "$required" ]; then
             say "or allow the download: DEEPFAKE_PULL_WEIGHTS=1, with DEEPFAKE_WEIGHTS_MIRROR=URL for a local mirror."
             exit "$EX_CONFIG"
         fi
-        say "fetching the missing model files into $models_dir (a first start downloads up to about 480 MB)"
+        say "fetching the missing model files into $models_dir (a first start downloads up to about 471 MB: deepfake-detect weights list gives each size)"
         # shellcheck disable=SC2086
         deepfake-detect weights pull $required --models-dir "$models_dir" >&2 || {
             status=$?
