@@ -17,8 +17,8 @@ from pathlib import Path
 import pytest
 
 from conftest import ROOT, moving_face_frames, speech_like, write_video
-from deepfake_core.cli import build_parser
 from deepfake_core import Report
+from deepfake_core.cli import build_parser
 
 RUNNABLE = "<!-- runnable -->"
 # The pages this test holds to the CLI: the README and the topic pages it links to (model cards and the
