@@ -69,3 +69,12 @@ def test_the_page_says_why_the_combined_score_differs_when_the_voice_is_judged(d
     fused = {row["name"]: row for row in present.modality_rows(report)}["fused"]
     assert "each face fused with the voice of its moment (fusion: equal)" in fused["detail"]
     assert "differs from the face score by the voice's share" in fused["detail"]
+
+
+def test_the_shipped_builtin_model_is_not_called_conservative(builtin_detector, face_video):
+    """Its file's own summary says "conservative: a REAL verdict is weak evidence", but it falsely accuses real
+    clips (the model card): the report's first note gives the corrected text, naming the false accusations."""
+    report = builtin_detector.analyze(face_video, AnalysisSettings(max_samples=4))
+    first = report.notes[0]
+    assert first.startswith("video judged by the built-in model"), first
+    assert "conservative" not in first and "calls some real clips FAKE" in first, first

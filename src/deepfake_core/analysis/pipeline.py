@@ -20,7 +20,9 @@ from ..models.registry import (
     AUDIO_FILES,
     AUDIO_MODEL_CARD,
     BUILTIN_AUDIO_FILE,
+    BUILTIN_SHA256,
     BUILTIN_VIDEO_FILE,
+    BUILTIN_VIDEO_SUMMARY,
     MODEL_CARD,
     PULL_COMMAND,
     VIDEO_FILES,
@@ -149,6 +151,8 @@ class Detector:
         else:
             video.metadata.setdefault("choice", video_choice)
         if video_choice == "builtin" and video is not None:  # the first line of every report (report.FIRST_NOTES)
+            if video.metadata.get("summary") and video.sha256 == BUILTIN_SHA256:
+                video.metadata["summary"] = BUILTIN_VIDEO_SUMMARY  # the shipped file's text, corrected
             status = video.metadata.get("status", "")
             why = ("as asked (--video-model builtin)" if video_model else
                    f"no original checkpoint ({VIDEO_FILES[-1]}) is installed in {directory}; {PULL_COMMAND} "
