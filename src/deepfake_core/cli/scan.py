@@ -77,6 +77,7 @@ def _progress(quiet: bool):
 def scan_on_ray(args: argparse.Namespace, progress) -> ScanSummary:
     """The scan on Ray (scan/ray_scan.py): the inputs, the results file and the model files checked here, in that
     order, before Ray starts."""
+    from ..models.model_files import judging_line
     from ..scan.ray_scan import check_models, check_ray_options, import_ray, list_inputs, run_scan
 
     check_ray_options(args.ray_workers, args.ray_gpus_per_worker, args.ray_cpus_per_worker, args.ray_max_attempts)
@@ -88,8 +89,7 @@ def scan_on_ray(args: argparse.Namespace, progress) -> ScanSummary:
     with ResultsFile(Path(args.out), restart=args.restart) as results:
         files = check_models(options) if len(results.done) < len(inputs) else None
         if files is not None and files.video_choice == "builtin" and not options.video_model:
-            print(f"note: video judged by the built-in model: no original checkpoint is installed in "
-                  f"{files.directory} (deepfake-detect weights pull installs it)", file=sys.stderr)
+            print(f"note: {judging_line(options.models_dir)}", file=sys.stderr)  # serve's and api's line
         return run_scan(inputs, results, given_values(args, AnalysisSettings), options,
                         use_calibration=not args.no_calibration, address=args.ray, workers=args.ray_workers,
                         gpus_per_worker=args.ray_gpus_per_worker, cpus_per_worker=args.ray_cpus_per_worker,
