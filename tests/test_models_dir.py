@@ -51,6 +51,34 @@ def test_a_named_models_folder_that_does_not_exist_is_exit_2(tmp_path, face_vide
     assert code == 2 and not (tmp_path / "r.csv").exists()
 
 
+def test_a_models_folder_name_too_long_is_exit_2_naming_it(tmp_path, face_video, capfd, monkeypatch):
+    """Before: `internal error: OSError: [Errno 36] File name too long` (exit 1) from its stat."""
+    too_long = tmp_path.joinpath(*["m"] * 2100)  # over 4096 characters, missing
+    code, out, err = analyze(capfd, face_video, "--models-dir", too_long)
+    assert code == 2 and out == ""
+    assert_error_first(err, str(too_long), "cannot be used (File name too long)")
+    code = main(["scan", str(face_video), "--out", str(tmp_path / "r.csv"), "--models-dir", str(too_long)])
+    assert code == 2 and not (tmp_path / "r.csv").exists()
+    assert_error_first(capfd.readouterr()[1], str(too_long), "cannot be used")
+    monkeypatch.setenv("DEEPFAKE_MODELS_DIR", str(too_long))
+    code, out, err = analyze(capfd, face_video)
+    assert code == 2 and out == ""
+    assert_error_first(err, str(too_long), "DEEPFAKE_MODELS_DIR")
+
+
+def test_a_models_folder_name_too_long_is_exit_2_before_ray_starts(tmp_path, face_video, capfd, monkeypatch):
+    pytest.importorskip("ray", reason="the ray extra is not installed: pip install 'deepfake-detector[ray]'")
+
+    def no_ray(*args, **kwargs):
+        raise AssertionError("Ray started for a models folder no machine can use")
+
+    monkeypatch.setattr("ray.init", no_ray)
+    too_long = tmp_path.joinpath(*["m"] * 2100)
+    code = main(["scan", str(face_video), "--out", str(tmp_path / "r.jsonl"), "--ray", "--models-dir", str(too_long)])
+    assert code == 2
+    assert_error_first(capfd.readouterr()[1], str(too_long), "cannot be used")
+
+
 # -- a model file that cannot be one ----------------------------------------------------------------------------
 def _folder(path):
     path.mkdir()

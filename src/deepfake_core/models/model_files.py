@@ -63,11 +63,14 @@ def named_models_dir(models_dir: str | os.PathLike | None = None) -> Path | None
         path, source = Path(os.environ[MODELS_DIR_ENV]).expanduser(), f" (from {MODELS_DIR_ENV})"
     else:
         return None
-    if not path.is_dir():
+    try:
+        if path.is_dir():
+            return path
         what = "is not a folder" if os.path.lexists(path) else "does not exist"
-        raise ModelsDirMissing(f"the models folder {path}{source} {what}: check its name, or install the model "
-                               f"files there with: {PULL_COMMAND} --models-dir {path}")
-    return path
+    except OSError as e:  # a name too long, a folder we may not enter: as unusable as a missing one
+        what = f"cannot be used ({e.strerror or e})"
+    raise ModelsDirMissing(f"the models folder {path}{source} {what}: check its name, or install the model "
+                           f"files there with: {PULL_COMMAND} --models-dir {path}")
 
 
 def unusable(path: Path) -> str | None:

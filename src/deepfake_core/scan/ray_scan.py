@@ -298,7 +298,11 @@ def check_models(options):
     """The model files (model_files.ModelFiles) when the models folder is one this machine sees too (a shared
     one): a missing file is reported here, at once, before Ray starts. A folder only the workers have (baked into
     their image) is checked by them: None."""
-    if options.models_dir is None or Path(options.models_dir).is_dir():
+    try:
+        here = options.models_dir is None or Path(options.models_dir).is_dir()
+    except OSError:  # a name too long, a folder we may not enter: find_model_files names it (exit 2)
+        here = True
+    if here:
         from ..models.model_files import find_model_files
 
         return find_model_files(options.models_dir, options.video_model, options.audio_model)
