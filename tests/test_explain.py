@@ -139,6 +139,24 @@ def test_cli_explain_writes_overlay_files(lite_models, face_video, tmp_path, cap
         assert image is not None and [image.shape[1], image.shape[0]] == e["size"]
 
 
+@pytest.mark.parametrize("where", ["under-a-file", "under-proc"])
+def test_cli_refuses_an_explain_dir_it_cannot_write_before_the_models_load(face_video, tmp_path, capsys, monkeypatch,
+                                                                           where):
+    """Before: exit 1 (`internal error: NotADirectoryError`) after the whole analysis."""
+    def no_loading(*args, **kwargs):
+        raise AssertionError("models loaded before --explain-dir was checked")
+
+    monkeypatch.setattr("deepfake_core.cli.analyze.load_detector", no_loading)
+    a_file = tmp_path / "f.txt"
+    a_file.write_text("x")
+    target = a_file / "sub" if where == "under-a-file" else "/proc/sub"
+    assert main(["analyze", str(face_video), "--explain-dir", str(target)]) == 2
+    err = capsys.readouterr().err
+    assert f"--explain-dir {target} cannot be written" in err and "Traceback" not in err
+    if where == "under-a-file":
+        assert "a file stands where its folder should be" in err and a_file.read_text() == "x"
+
+
 def test_cli_refuses_a_bad_face_count(lite_models, face_video, capsys):
     directory, video = lite_models
     code = main(["analyze", str(face_video), "--models-dir", str(directory), "--video-model", str(video),

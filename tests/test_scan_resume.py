@@ -99,6 +99,44 @@ def test_bad_out_and_missing_inputs_are_exit_2_before_the_models_load(tmp_path, 
     assert not (tmp_path / "r.csv").exists()
 
 
+@pytest.mark.parametrize("ray", [False, True])
+def test_an_out_that_is_not_a_regular_file_is_exit_2_without_waiting(tmp_path, faceless_video, ray):
+    """Before: a named pipe as --out blocked the scan for ever in ResultsFile's open(), waiting for a reader; a
+    link to /dev/null took rows no re-run could resume after. In a child process, so a hang fails the test."""
+    if ray:
+        pytest.importorskip("ray", reason="the ray extra is not installed: pip install 'deepfake-detector[ray]'")
+    pipe, device = tmp_path / "r.jsonl", tmp_path / "n.csv"
+    os.mkfifo(pipe)
+    device.symlink_to(os.devnull)
+    for out, kind in ((pipe, "a named pipe"), (device, "a device")):
+        run = subprocess.run([sys.executable, "-m", "deepfake_core", "scan", str(faceless_video), "--out", str(out),
+                              *(["--ray"] if ray else [])], capture_output=True, text=True, timeout=120)
+        assert run.returncode == 2, run.stderr
+        assert f"--out {out} is not a regular file ({kind})" in run.stderr and "Traceback" not in run.stderr
+    assert pipe.exists() and device.is_symlink()  # left as they were
+
+
+def test_a_pipe_put_there_after_the_check_does_not_block_either(tmp_path, monkeypatch):
+    """The open itself does not wait for a reader (O_NONBLOCK): a pipe made between check_out and the open is
+    refused too. An alarm turns a hang into a failure."""
+    pipe = tmp_path / "r.jsonl"
+    os.mkfifo(pipe)
+    monkeypatch.setattr("deepfake_core.scan.results.check_out", lambda out: None)
+
+    def hung(*args):  # not an OSError, which ResultsFile would turn into its own "cannot be written"
+        raise AssertionError("ResultsFile waited for a reader of the pipe")
+
+    previous = signal.signal(signal.SIGALRM, hung)
+    signal.alarm(20)
+    try:
+        with pytest.raises(InputError, match=r"cannot be written \(No such device or address\)"):
+            ResultsFile(pipe)
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
+    assert pipe.exists()
+
+
 # -- resume --------------------------------------------------------------------------------------------------
 def test_kill_9_mid_scan_then_the_same_command_loses_and_repeats_no_row(clip_folder, lite_models, tmp_path):
     out = tmp_path / "r.jsonl"

@@ -13,6 +13,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import os
+import tempfile
 import threading
 import time
 from dataclasses import dataclass
@@ -25,6 +26,7 @@ from torch import nn
 
 from ..errors import InputError, SettingsError
 from ..faces.detect import FaceBox, crop_face
+from ..media.files import make_folder
 from ..media.video import read_frames
 from ..models.networks import FAKE, ModelSpec, face_tensor
 
@@ -78,6 +80,21 @@ def png_data_url(image_rgb: np.ndarray) -> str:
     if not ok:
         raise RuntimeError("PNG encoding failed")
     return "data:image/png;base64," + base64.b64encode(data.tobytes()).decode("ascii")
+
+
+def check_out_dir(out_dir: str | os.PathLike) -> Path:
+    """The --explain-dir folder, created, or InputError (exit 2) when it cannot be made or written into (a file
+    stands where it or a parent should be, no permission, a read-only filesystem): checked before the models load
+    rather than after the analysis."""
+    folder = Path(out_dir)
+    make_folder(folder, f"--explain-dir {folder}", "another folder")
+    try:  # a folder that exists may still refuse files (/proc, read-only mounts, permissions)
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as e:
+        raise InputError(f"--explain-dir {folder} cannot be written ({e.strerror or e}); choose another "
+                         f"folder") from None
+    return folder
 
 
 def check_top_k(k: int) -> int:
@@ -221,9 +238,7 @@ def explain_report(detector, path: str | os.PathLike, report, k: int = DEFAULT_T
     rows = [i for i in rows if i in crops]
     loaded = detector.video
     layer, heatmaps = explain_crops(loaded.module, loaded.spec, [crops[i] for i in rows])
-    folder = Path(out_dir) if out_dir is not None else None
-    if folder is not None:
-        folder.mkdir(parents=True, exist_ok=True)
+    folder = check_out_dir(out_dir) if out_dir is not None else None
     explanations = []
     for rank, (i, heat) in enumerate(zip(rows, heatmaps, strict=False), start=1):
         row = report.timeline[i]

@@ -33,10 +33,12 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     settings = settings_from_args(args)
     explain = bool(args.explain or args.explain_dir)
     if explain:
-        from ..analysis.explain import check_top_k
+        from ..analysis.explain import check_out_dir, check_top_k
 
         check_top_k(args.explain_faces)
     check_exists(args.video)  # a missing file, a dangling link or a link loop, before the models load
+    if args.explain_dir:
+        check_out_dir(args.explain_dir)  # a file where the folder should be: exit 2 now, not after the analysis
     detector = load_detector(detector_options(args), voice_only=settings.audio_only or is_audio_file(args.video))
     settings, notes = resolved_settings(args, detector)
     update, close = progress_bar(not args.quiet and sys.stderr.isatty())

@@ -1,5 +1,6 @@
 """The media files this package takes, by extension: one list for every front end (the commands' folder walk,
-the page's upload box, the training data readers). Imports only errors."""
+the page's upload box, the training data readers), and the folder check of what the commands write. Imports
+only errors."""
 
 from __future__ import annotations
 
@@ -51,3 +52,16 @@ def check_inputs(names: Iterable[str]) -> None:
     missing = [str(name) for name in names if "://" not in str(name) and not os.path.lexists(name)]
     if missing:
         raise InputError(f"no such file or folder: {', '.join(missing)}")
+
+
+def make_folder(folder: Path, option: str, choose: str) -> None:
+    """Create `folder` (and its parents) for what `option` (e.g. "--out r/x.csv") writes; InputError naming
+    `option` and what to `choose` instead when it cannot be: a file where a folder on its way should be, no
+    permission, a name too long, a read-only filesystem."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):  # a file where a folder on its way should be
+        raise InputError(f"{option} cannot be written (a file stands where its folder should be); choose "
+                         f"{choose}") from None
+    except OSError as e:
+        raise InputError(f"{option} cannot be written ({e.strerror or e}); choose {choose}") from None

@@ -14,10 +14,12 @@ import fcntl
 import io
 import json
 import os
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import InputError, OutputError
+from ..media.files import make_folder
 
 SCAN_FIELDS = ["file", "path", "verdict", "reason", "confidence", "fused_real_prob", "video_p_fake",
                "audio_p_fake", "faces", "tracks", "audio_windows", "duration_s", "seconds", "error"]
@@ -115,18 +117,31 @@ def read_done(out: Path) -> set[str]:
 
 def check_out(out: Path) -> None:
     """InputError unless `out` names a .csv or .jsonl file that can be written (its folder is created if
-    missing)."""
+    missing). An existing --out must be a regular file: a named pipe would block the scan until a reader comes,
+    and a device (a link to /dev/null) or socket cannot hold the rows a re-run resumes after."""
     if out.suffix not in SUFFIXES:
         raise InputError(f"--out must end in .csv or .jsonl; got {out.name}")
-    if out.is_dir():
-        raise InputError(f"--out {out} is a folder; give a file name ending in .csv or .jsonl")
     try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-    except (FileExistsError, NotADirectoryError):  # a file where a folder on its way should be
-        raise InputError(f"--out {out} cannot be written (a file stands where its folder should be); choose "
-                         f"another file") from None
-    except OSError as e:
+        mode = out.stat().st_mode
+    except (FileNotFoundError, NotADirectoryError):
+        mode = None  # not there yet (or a file on its way, which make_folder names)
+    except OSError as e:  # a name too long, a link loop, a folder we may not enter
         raise InputError(f"--out {out} cannot be written ({e.strerror or e}); choose another file") from None
+    if mode is not None:
+        if stat.S_ISDIR(mode):
+            raise InputError(f"--out {out} is a folder; give a file name ending in .csv or .jsonl")
+        check_regular(out, mode)
+    make_folder(out.parent, f"--out {out}", "another file")
+
+
+def check_regular(out: Path, mode: int) -> None:
+    """InputError unless `mode` (an st_mode) is a regular file's, naming what --out is instead."""
+    if stat.S_ISREG(mode):
+        return
+    kind = ("a named pipe" if stat.S_ISFIFO(mode) else "a socket" if stat.S_ISSOCK(mode)
+            else "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) else "not a file")
+    raise InputError(f"--out {out} is not a regular file ({kind}): a scan's results file must be one it can "
+                     f"append to and resume from; give a file name ending in .csv or .jsonl")
 
 
 class ResultsFile:
@@ -143,12 +158,14 @@ class ResultsFile:
         check_out(out)
         self.out, self.jsonl = out, out.suffix == ".jsonl"
         existed = out.exists()
-        try:
-            self.fd = os.open(out, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        try:  # O_NONBLOCK: a named pipe put there since check_out fails (ENXIO) instead of waiting for a reader
+            self.fd = os.open(out, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC | os.O_NONBLOCK, 0o644)
         except OSError as e:
             raise InputError(f"--out {out} cannot be written ({e.strerror or e}); choose another file") from None
         self.created, self.rows = not existed, 0
         try:
+            check_regular(out, os.fstat(self.fd).st_mode)
+            os.set_blocking(self.fd, True)
             self._lock()
             self.done = read_done(out)  # before --restart empties it: another program's file is never emptied
             if restart and self.done:
