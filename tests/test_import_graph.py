@@ -161,8 +161,9 @@ def test_only_the_command_line_imports_the_cli():
 
 
 def test_importing_the_package_has_no_side_effects_and_the_command_sets_the_policy():
-    """`import deepfake_core` leaves the environment and the SIGTERM handler alone; the command's main sets the OpenMP policy and the
-    hubs offline (process.configure_process) before anything imports torch. `__version__` is the installed one."""
+    """`import deepfake_core` leaves the environment and the SIGTERM handler alone; the command's main sets the
+    OpenMP policy and the hubs offline (process.configure_process) before anything imports torch, and puts the
+    SIGTERM handler back. `__version__` is the installed one."""
     import json
     import subprocess
     import sys
