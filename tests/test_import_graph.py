@@ -161,19 +161,21 @@ def test_only_the_command_line_imports_the_cli():
 
 
 def test_importing_the_package_has_no_side_effects_and_the_command_sets_the_policy():
-    """`import deepfake_core` leaves the environment alone; the command's main sets the OpenMP policy and the
-    hubs offline (process.configure_process) before anything imports torch. `__version__` is the installed one."""
+    """`import deepfake_core` leaves the environment and the SIGTERM handler alone; the command's main sets the
+    OpenMP policy and the hubs offline (process.configure_process) before anything imports torch, and puts the
+    SIGTERM handler back. `__version__` is the installed one."""
     import json
     import subprocess
     import sys
 
-    probe = ("import json, os, sys\n"
+    probe = ("import json, os, signal, sys\n"
              "before = dict(os.environ)\n"
              "import deepfake_core\n"
              "from importlib import metadata\n"
-             "same = dict(os.environ) == before\n"
+             "same = dict(os.environ) == before and signal.getsignal(signal.SIGTERM) == signal.SIG_DFL\n"
              "from deepfake_core.cli import main\n"
              "code = main(['weights', 'path'])\n"
+             "same = same and signal.getsignal(signal.SIGTERM) == signal.SIG_DFL  # main's handler is gone\n"
              "print(json.dumps({'same': same, 'omp': os.environ.get('OMP_WAIT_POLICY'), 'code': code,\n"
              "                  'hub': os.environ.get('HF_HUB_OFFLINE'), 'torch': 'torch' in sys.modules,\n"
              "                  'version': deepfake_core.__version__ == metadata.version('deepfake-detector')}))\n")

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import os
 import shutil
+import signal
+import subprocess
+import sys
+import time
 
 import numpy as np
 import pytest
@@ -168,6 +173,61 @@ def test_a_damaged_cache_entry_is_converted_again(tmp_path):
     (entries(root)[0] / ov_runtime.SOURCE_FILE).unlink()  # an incomplete entry
     assert converted_model(loaded, "fp32", root)[1] == "converted"
     assert converted_model(loaded, "fp32", root)[1] == "cache"
+
+
+def test_an_entry_left_half_written_by_a_killed_process_is_removed_by_the_next_store(tmp_path):
+    root = tmp_path / "cache"
+    loaded = small_model_file(tmp_path / "model.pt", seed=0)
+    key = ov_runtime.cache_key(loaded, "fp32")
+    old, young, other = root / f".{key}.k1ll3d_9", root / f".{key}.wr1t1ng0", root / ".keep-me"
+    for folder in (old, young, other):
+        folder.mkdir(parents=True)
+        (folder / "model.xml").write_text("<net")  # cut off, as kill -9 leaves it
+    stale = time.time() - ov_runtime.ABANDONED_S - 60
+    for folder in (old, other):
+        os.utime(folder, (stale, stale))
+    assert converted_model(loaded, "fp32", root)[1] == "converted"
+    assert not old.exists()  # left by a killed process: gone
+    assert young.is_dir() and other.is_dir()  # maybe another process's, still writing; not ours
+    assert converted_model(loaded, "fp32", root)[1] == "cache"
+
+
+SIGTERM_SCRIPT = """
+import sys, time
+from pathlib import Path
+from deepfake_core import cli
+from deepfake_core.cli import analyze
+from deepfake_core.models import ov_runtime
+
+def slow_save(model, path, compress_to_fp16=True):  # the conversion's files, half written, then a long write
+    Path(path).write_text("<net")
+    time.sleep(120)
+
+def conversion(args):  # `analyze` stands for any command storing a converted model
+    ov_runtime.ov.save_model = slow_save
+    source = {"model_path": "m.pt", "sha256": "0" * 64, "modality": "video"}
+    ov_runtime.cached("video-x-0000-fp32-64px-ov1-0.1.0", source, lambda: None, Path(sys.argv[1]))
+    return 0
+
+analyze.cmd_analyze = conversion
+sys.exit(cli.main(["analyze", "clip.mp4"]))
+"""
+
+
+def test_sigterm_while_the_cache_is_written_exits_143_and_leaves_nothing(tmp_path):
+    root = tmp_path / "cache"
+    proc = subprocess.Popen([sys.executable, "-c", SIGTERM_SCRIPT, str(root)], stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while not list(root.glob(".*/model.xml")):  # the temporary entry is being written
+            assert proc.poll() is None and time.monotonic() < deadline, "the store never started"
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=30)
+    finally:
+        proc.kill()
+    assert proc.returncode == 143 and err.strip().splitlines()[-1] == "terminated", err
+    assert list(root.iterdir()) == []  # the `finally` ran: no half-written entry
 
 
 def test_an_unwritable_cache_still_runs(tmp_path):

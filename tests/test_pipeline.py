@@ -1,4 +1,5 @@
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -89,6 +90,28 @@ def test_haar_only_when_res10_files_are_absent(original_models, tmp_path, face_v
     assert any(n.startswith("WARNING: faces found by the Haar cascade only") for n in r.notes)
     assert "  faces by:    Haar cascade only" in r.summary()
     assert r.timeline and all(row.detector == "haar" for row in r.timeline)
+
+
+def test_a_tampered_res10_caffemodel_in_the_models_folder_is_named_in_the_report(original_models, tmp_path,
+                                                                                  face_video):
+    from conftest import FACE_FILES
+
+    for name in ("epoch_007.pt", "best_audio_xception.pth", *FACE_FILES):
+        if not (original_models / name).is_file():
+            pytest.skip(f"needs {name} in the models folder")
+    for name in ("epoch_007.pt", "best_audio_xception.pth"):
+        (tmp_path / name).symlink_to(original_models / name)
+    for name in FACE_FILES:
+        shutil.copy(original_models / name, tmp_path / name)
+    caffemodel = tmp_path / FACE_FILES[1]
+    data = bytearray(caffemodel.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    caffemodel.write_bytes(bytes(data))
+    r = Detector.load(tmp_path, device="cpu").analyze(face_video, AnalysisSettings(max_samples=4))
+    assert r.models["face_detector"]["source"] == "models folder"
+    warning = [n for n in r.notes if n.startswith("WARNING: the face detector's files are not the published ones")]
+    assert len(warning) == 1 and FACE_FILES[1] in warning[0] and "weights pull face-net face-weights" in warning[0]
+    assert warning[0] in r.summary()
 
 
 def test_progress_callback_reaches_the_end(detector, face_video):

@@ -44,6 +44,28 @@ def test_importing_and_the_local_scan_do_not_need_ray(tmp_path, original_models,
     assert not (tmp_path / "r2.csv").exists()
 
 
+def test_remove_session_removes_the_ray_folder_only_when_the_scan_made_it_and_it_is_empty(tmp_path, monkeypatch):
+    from deepfake_core.scan.ray_scan import ray_temp_root, remove_session
+
+    monkeypatch.setenv("RAY_TMPDIR", str(tmp_path))
+    root = ray_temp_root()
+    assert root == tmp_path / "ray"
+
+    def session(name):  # what a stopped Ray leaves: its session folder and the link to it
+        (root / name / "logs").mkdir(parents=True)
+        (root / "session_latest").unlink(missing_ok=True)
+        (root / "session_latest").symlink_to(root / name)
+        return str(root / name)
+
+    remove_session(session("session_1"), made_root=root)  # the scan's Ray made `ray`: all gone
+    assert not root.exists() and list(tmp_path.iterdir()) == []
+    remove_session(session("session_2"), made_root=None)  # `ray` was there before: kept
+    assert root.is_dir() and list(root.iterdir()) == []
+    (root / "session_other").mkdir()  # another Ray's session: `ray` is kept even when the scan made it
+    remove_session(session("session_3"), made_root=root)
+    assert [p.name for p in root.iterdir()] == ["session_other"]
+
+
 def test_read_done_drops_a_cut_last_line_and_refuses_other_files(tmp_path):
     from deepfake_core.errors import InputError
     from deepfake_core.scan.results import read_done

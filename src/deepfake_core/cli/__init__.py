@@ -3,7 +3,8 @@ setting `func` on its parser). The subcommands import no torch until they run, s
 and missing-file errors answer at once (tests/test_startup.py).
 
 Exit codes: 0 done (a NOT_APPLICABLE verdict included); 1 unexpected internal error;
-2 bad input or usage; 3 model files missing or unloadable.
+2 bad input or usage; 3 model files missing or unloadable; 130 interrupted (Ctrl-C); 143 terminated (SIGTERM,
+stop.py), both after the cleanups ran.
 """
 
 from __future__ import annotations
@@ -17,8 +18,10 @@ from ..process import configure_process
 from ..version import __version__
 from . import analyze, api, calibrate, evaluate, prepare, scan, serve, train, weights
 from .common import EXIT_INPUT, EXIT_INTERNAL, EXIT_MODELS, EXIT_OK
+from .stop import EXIT_INTERRUPTED, EXIT_TERMINATED, Terminated, sigterm_raises
 
-__all__ = ["EXIT_INPUT", "EXIT_INTERNAL", "EXIT_MODELS", "EXIT_OK", "build_parser", "main"]
+__all__ = ["EXIT_INPUT", "EXIT_INTERNAL", "EXIT_INTERRUPTED", "EXIT_MODELS", "EXIT_OK", "EXIT_TERMINATED",
+           "build_parser", "main"]
 
 SUBCOMMANDS = (analyze, scan, serve, weights, prepare, train, evaluate, calibrate, api)  # in --help's order
 
@@ -42,7 +45,8 @@ def main(argv: list[str] | None = None) -> int:
     except SystemExit as e:  # argparse exits 2 on usage errors, 0 on --help
         return int(e.code or 0)
     try:
-        return int(args.func(args) or 0)
+        with sigterm_raises():
+            return int(args.func(args) or 0)
     except ModelFilesMissing as e:
         print(f"error: {e}", file=sys.stderr)
         return EXIT_MODELS
@@ -51,7 +55,10 @@ def main(argv: list[str] | None = None) -> int:
         return e.exit_code
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
-        return 130
+        return EXIT_INTERRUPTED
+    except Terminated:
+        print("terminated", file=sys.stderr)
+        return EXIT_TERMINATED
     except Exception as e:  # no traceback for users; DEEPFAKE_DEBUG=1 shows it
         if os.environ.get("DEEPFAKE_DEBUG"):
             raise

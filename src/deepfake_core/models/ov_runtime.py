@@ -7,6 +7,7 @@ sends usage telemetry unless the user has opted out: nothing here reaches the ne
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import os
@@ -14,6 +15,7 @@ import re
 import shutil
 import tempfile
 import threading
+import time
 import warnings
 from pathlib import Path
 
@@ -28,6 +30,8 @@ CACHE_ENV = "DEEPFAKE_OPENVINO_CACHE"  # folder for converted models (default: t
 ov = import_openvino()  # its telemetry off first (offline.py)
 
 SOURCE_FILE = "source.json"  # in each cache entry: what it was converted from
+ABANDONED_S = 30 * 60  # seconds: an entry being written (".KEY.xxxxxxxx") this old was left by a killed process
+_TEMP_NAME = re.compile(r"\.(?:video|audio|faces)-.+-ov[^/]+\.[A-Za-z0-9_]{8}")  # _store's mkdtemp names
 
 
 @functools.lru_cache(maxsize=1)
@@ -110,6 +114,7 @@ def cached(key: str, source: dict, make, root: Path | None = None) -> tuple[ov.M
 
 def _store(model: ov.Model, source: dict, key: str, root: Path) -> None:
     root.mkdir(parents=True, exist_ok=True)
+    drop_abandoned(root)
     tmp = Path(tempfile.mkdtemp(prefix=f".{key}.", dir=root))
     try:
         ov.save_model(model, tmp / "model.xml", compress_to_fp16=False)
@@ -121,6 +126,20 @@ def _store(model: ov.Model, source: dict, key: str, root: Path) -> None:
             pass
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def drop_abandoned(root: Path, older_than_s: float = ABANDONED_S) -> list[Path]:
+    """Remove the half-written entries a killed process (kill -9) left in `root`: `_store`'s temporary folders
+    not changed for `older_than_s` (a younger one may be another process's, still writing). Returns them."""
+    removed = []
+    now = time.time()
+    for path in root.glob(".*"):
+        with contextlib.suppress(OSError):
+            if (_TEMP_NAME.fullmatch(path.name) and path.is_dir() and not path.is_symlink()
+                    and now - path.stat().st_mtime > older_than_s):
+                shutil.rmtree(path, ignore_errors=True)
+                removed.append(path)
+    return removed
 
 
 def drop_stale(root: Path, model_path: str, sha256: str) -> list[Path]:

