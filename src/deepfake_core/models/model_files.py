@@ -81,7 +81,7 @@ def unusable(path: Path) -> str | None:
     except FileNotFoundError:
         return f"a link to {os.readlink(path)}, which does not exist" if path.is_symlink() else "not there"
     except OSError as e:  # a link loop, a folder we may not enter
-        return f"cannot be opened ({e.strerror or e})"
+        return f"not openable ({e.strerror or e})"
     if stat.S_ISDIR(st.st_mode):
         return "a folder, not a file"
     if not stat.S_ISREG(st.st_mode):
