@@ -57,6 +57,9 @@ import numpy as np
 from deepfake_core.train.demo import demo_frames, encode_mono, write_clip
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests"))  # the hardening tests' media makers (no pytest, no torch)
+from media_gen import damage_track, write_raw  # noqa: E402
+
 SHARED = ROOT.parent / "shared"
 FACE_FILES = ("deploy.prototxt", "res10_300x300_ssd_iter_140000_fp16.caffemodel")
 CLI = (sys.executable, "-m", "deepfake_core")
@@ -351,37 +354,6 @@ def write_audio(path: Path, samples: np.ndarray, codec: str, fmt: str | None = N
     return path
 
 
-def damage_track(src: Path, dst: Path, kind: str) -> Path:
-    """A Matroska copy of `src` whose `kind` ("audio"/"video") packets are random bytes."""
-    rng = np.random.default_rng(0)
-    with av.open(str(src)) as inp, av.open(str(dst), "w", format="matroska") as out:
-        streams = {s.index: out.add_stream_from_template(s) for s in (inp.streams.video[0], inp.streams.audio[0])}
-        for packet in inp.demux():
-            if packet.dts is None:
-                continue
-            target = streams[packet.stream.index]
-            if packet.stream.type == kind:
-                junk = av.Packet(rng.integers(0, 256, packet.size, dtype=np.uint8).tobytes())
-                junk.pts, junk.dts, junk.time_base, junk.is_keyframe = (packet.pts, packet.dts, packet.time_base,
-                                                                        packet.is_keyframe)
-                packet = junk
-            packet.stream = target
-            out.mux(packet)
-    return dst
-
-
-def write_raw_h264(path: Path, frames: list[np.ndarray]) -> Path:
-    with av.open(str(path), "w", format="h264") as out:
-        stream = out.add_stream("libx264", rate=25)
-        stream.width, stream.height, stream.pix_fmt = frames[0].shape[1], frames[0].shape[0], "yuv420p"
-        for frame in frames:
-            for packet in stream.encode(av.VideoFrame.from_ndarray(frame, format="bgr24")):
-                out.mux(packet)
-        for packet in stream.encode():
-            out.mux(packet)
-    return path
-
-
 def make_media(folder: Path) -> dict[str, Path]:
     """The clips the cases start from (a few seconds to make)."""
     folder.mkdir(parents=True)
@@ -404,7 +376,7 @@ def make_media(folder: Path) -> dict[str, Path]:
         "ogg": write_audio(folder / "voice.ogg", speech_like(4.0), "libopus", "ogg"),
         "tone": write_audio(folder / "tone.wav", (0.3 * np.sin(np.arange(64_000) / 16_000 * 2 * np.pi * 440))
                             .astype(np.float32), "pcm_s16le"),
-        "raw": write_raw_h264(folder / "face.h264", faces[:25]),
+        "raw": write_raw(folder / "face.h264", faces[:25]),
         "long": SHARED / "media" / "real_dfdc_1080p_10s.mp4",
         "photo": folder / "face.jpg",
     }
